@@ -1,0 +1,90 @@
+"""sa0's FLAME layer: FLAME coefficients -> posed vertices (METHOD §1 "Animation").
+
+LBS with shape/expression blend shapes and pose correctives, batched and differentiable. File
+loading and validation live in sa0.flame.io; the blend-skinning math is smplx's `lbs`.
+"""
+
+from __future__ import annotations
+
+import torch
+from smplx.lbs import lbs
+
+from sa0.flame.io import SHAPE_OFFSET_EXPRESSION, FlameAssets
+from sa0.types import FlameParams
+
+
+class FlameLayer(torch.nn.Module):
+    """Poses a FLAME model. Buffers only; no trainable parameters.
+
+    num_shape (<= 300) and num_expression (<= 100) select the leading components of each basis.
+    """
+
+    def __init__(
+        self,
+        assets: FlameAssets,
+        num_shape: int = 300,
+        num_expression: int = 100,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        if not 0 <= num_shape <= assets.max_shape:
+            raise ValueError(f"num_shape must be in [0, {assets.max_shape}] for {assets.source}, got {num_shape}")
+        if not 0 <= num_expression <= assets.max_expression:
+            raise ValueError(
+                f"num_expression must be in [0, {assets.max_expression}] for {assets.source}, got {num_expression}"
+            )
+        self.num_shape = num_shape
+        self.num_expression = num_expression
+        cast = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+        dirs = torch.cat(
+            (
+                cast(assets.shapedirs[:, :, :num_shape]),
+                cast(assets.shapedirs[:, :, SHAPE_OFFSET_EXPRESSION : SHAPE_OFFSET_EXPRESSION + num_expression]),
+            ),
+            dim=-1,
+        )
+        self.register_buffer("v_template", cast(assets.v_template))
+        self.register_buffer("shapedirs", dirs)
+        # (V, 3, 36) -> (36, V*3), the layout lbs() multiplies with.
+        self.register_buffer("posedirs", cast(assets.posedirs).reshape(-1, assets.posedirs.shape[-1]).T.contiguous())
+        self.register_buffer("J_regressor", cast(assets.J_regressor))
+        self.register_buffer("lbs_weights", cast(assets.weights))
+        self.register_buffer("parents", torch.as_tensor(assets.parents, dtype=torch.long))
+        self.register_buffer("faces", torch.as_tensor(assets.faces, dtype=torch.long))
+
+    @property
+    def num_vertices(self) -> int:
+        return self.v_template.shape[0]
+
+    def _check(self, params: FlameParams) -> None:
+        batch = params.batch_size
+        expect = {
+            "shape": (batch, self.num_shape),
+            "expression": (batch, self.num_expression),
+            "global_rot": (batch, 3),
+            "neck": (batch, 3),
+            "jaw": (batch, 3),
+            "eyes": (batch, 6),
+            "translation": (batch, 3),
+        }
+        for name, shape in expect.items():
+            got = tuple(getattr(params, name).shape)
+            if got != shape:
+                raise ValueError(f"FlameParams.{name} must have shape {shape}, got {got}")
+
+    def forward_with_joints(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> posed vertices (B, V, 3) and joints (B, 5, 3), both translated."""
+        self._check(params)
+        dtype = self.v_template.dtype
+        betas = torch.cat((params.shape, params.expression), dim=-1).to(dtype)
+        pose = torch.cat((params.global_rot, params.neck, params.jaw, params.eyes), dim=-1).to(dtype)
+        verts, joints = lbs(
+            betas, pose, self.v_template, self.shapedirs, self.posedirs,
+            self.J_regressor, self.parents, self.lbs_weights, pose2rot=True,
+        )
+        offset = params.translation.to(dtype)[:, None, :]
+        return verts + offset, joints + offset
+
+    def forward(self, params: FlameParams) -> torch.Tensor:
+        """-> posed vertices (B, V, 3)."""
+        return self.forward_with_joints(params)[0]
