@@ -16,7 +16,7 @@ import torch
 
 @dataclass(frozen=True)
 class UVLayout:
-    """N valid texels: rows/cols (N,) int64, face index (N,) int64, barycentrics (N, 3).
+    """N valid texels: rows/cols (N,) int64, face index (N,) int64, barycentrics (N, 3) float64.
 
     index_map (R, R) int64 gives each texel's Gaussian index, -1 where invalid.
     """
@@ -87,7 +87,7 @@ def build_uv_layout(vt: np.ndarray, ft: np.ndarray, resolution: int) -> UVLayout
         rows=torch.from_numpy(texel // r),
         cols=torch.from_numpy(texel % r),
         face_idx=torch.from_numpy(face),
-        bary=torch.from_numpy(bary).float(),
+        bary=torch.from_numpy(bary),
         index_map=torch.from_numpy(index_map.reshape(r, r)),
     )
 

@@ -1,0 +1,29 @@
+import pytest
+
+from sa0.config import FlameConfig, LayoutConfig, RenderConfig, from_dict, to_dict
+
+
+def test_round_trip_through_dict():
+    cfg = RenderConfig(backend="dense", chunk=16)
+    assert from_dict(RenderConfig, to_dict(cfg)) == cfg
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(ValueError, match="bakend"):
+        from_dict(RenderConfig, {"bakend": "tiled"})
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,field",
+    [
+        (RenderConfig, {"backend": "opengl"}, "backend"),
+        (RenderConfig, {"alpha_max": 1.0}, "alpha_max"),
+        (RenderConfig, {"near": 0.0}, "near"),
+        (RenderConfig, {"tile_size": 12}, "tile_size"),
+        (LayoutConfig, {"uv_resolution": 4}, "uv_resolution"),
+        (FlameConfig, {"num_expression": 101}, "num_expression"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_field_named(cls, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        cls(**kwargs)
