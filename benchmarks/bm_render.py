@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
+import threading
 import time
 
+import psutil
 import torch
 
 from sa0.config import RenderConfig
@@ -23,8 +24,25 @@ from sa0.render.scenes import orbit_cameras, random_gaussians
 from sa0.types import Gaussians
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+class PeakMemory:
+    """Peak resident memory growth (MB) over a block, sampled every 5 ms by a thread."""
+
+    def __enter__(self):
+        self._proc = psutil.Process()
+        self._base = self._proc.memory_info().rss
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak_mb = max(self.peak_mb, (self._proc.memory_info().rss - self._base) / 2**20)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def _fwd_bwd(g: Gaussians, cams, config: RenderConfig):
@@ -43,14 +61,14 @@ def bench_case(size: int, num: int, repeats: int) -> dict:
     result = {"case": f"{size}^2 x {num}", "width": size, "gaussians": num}
     outputs = {}
     for backend in ("tiled", "dense"):
-        rss0 = _peak_rss_mb()
         times = []
-        for _ in range(repeats if backend == "tiled" else 1):
-            elapsed, image, grads = _fwd_bwd(g, cams, RenderConfig(backend=backend))
-            times.append(elapsed)
+        with PeakMemory() as memory:
+            for _ in range(repeats if backend == "tiled" else 1):
+                elapsed, image, grads = _fwd_bwd(g, cams, RenderConfig(backend=backend))
+                times.append(elapsed)
         outputs[backend] = (image, grads)
         result[f"{backend}_s"] = min(times)
-        result[f"{backend}_peak_rss_growth_mb"] = max(0.0, _peak_rss_mb() - rss0)
+        result[f"{backend}_peak_mem_mb"] = memory.peak_mb
     result["speedup"] = result["dense_s"] / result["tiled_s"]
     (img_t, grads_t), (img_d, grads_d) = outputs["tiled"], outputs["dense"]
     result["max_abs_diff_image"] = (img_t - img_d).abs().max().item()
@@ -61,19 +79,16 @@ def bench_case(size: int, num: int, repeats: int) -> dict:
 
 
 def bench_head(size: int = 512, resolution: int = 128, frames: int = 5) -> dict:
-    from sa0.flame.io import load_flame_assets, load_uv
+    from sa0.config import FlameConfig, LayoutConfig
     from sa0.flame.synthetic import write_synthetic_flame
-    from sa0.gaussians import bind, build_uv_layout, init_local_gaussians
+    from sa0.head import load_head_model
+    from sa0.render.preview import expressive_params, shaded_gaussians
 
     with tempfile.TemporaryDirectory() as tmp:
         write_synthetic_flame(tmp, seed=0)
-        assets = load_flame_assets(tmp)
-        vt, ft = load_uv(f"{tmp}/head_template_mesh.obj", assets.num_faces)
-    layout = build_uv_layout(vt, ft, resolution)
-    verts = torch.as_tensor(assets.v_template, dtype=torch.float32)
-    faces = torch.as_tensor(assets.faces)
-    local = init_local_gaussians(verts, faces, layout)
-    g = bind(local, verts, faces, layout)
+        head = load_head_model(FlameConfig(model_dir=tmp), LayoutConfig(uv_resolution=resolution))
+        with torch.no_grad():
+            g = shaded_gaussians(head, expressive_params(head))
     cams = orbit_cameras(1, size, size, distance=0.6, fov_y=30.0)
     with torch.no_grad():
         render(g, cams)  # warm-up
@@ -81,7 +96,7 @@ def bench_head(size: int = 512, resolution: int = 128, frames: int = 5) -> dict:
         for _ in range(frames):
             render(g, cams)
         elapsed = time.perf_counter() - t0
-    return {"case": f"head R={resolution} at {size}^2 forward", "gaussians": layout.num_gaussians,
+    return {"case": f"head R={resolution} at {size}^2 forward", "gaussians": head.num_gaussians,
             "fps": frames / elapsed, "ms_per_frame": 1000 * elapsed / frames}
 
 
@@ -103,7 +118,7 @@ def main() -> None:
         print(
             f"{c['case']:>14}: tiled {c['tiled_s']:.3f}s  dense {c['dense_s']:.3f}s  speedup {c['speedup']:.1f}x  "
             f"max|dimg| {c['max_abs_diff_image']:.2e}  max rel dgrad {c['max_rel_diff_grads']:.2e}  "
-            f"peak RSS growth tiled {c['tiled_peak_rss_growth_mb']:.0f} MB, dense {c['dense_peak_rss_growth_mb']:.0f} MB"
+            f"peak mem tiled {c['tiled_peak_mem_mb']:.0f} MB, dense {c['dense_peak_mem_mb']:.0f} MB"
         )
     h = report["head"]
     print(f"{h['case']}: {h['gaussians']} Gaussians, {h['fps']:.2f} frames/s ({h['ms_per_frame']:.0f} ms/frame)")

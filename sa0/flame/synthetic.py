@@ -161,7 +161,7 @@ def _mouth_ring(s: _Sphere) -> int:
 def _head_weights(s: _Sphere) -> np.ndarray:
     """(V, 5) skinning weights for the head surface: root, neck, jaw (eyes get none)."""
     th = np.degrees(s.theta)
-    lateral = 1 - _smoothstep(45, 80, np.degrees(np.abs(s.phi)))
+    lateral = 1 - _smoothstep(28, 55, np.degrees(np.abs(s.phi)))
     below_mouth = (s.ring > _mouth_ring(s)).astype(np.float64)
     jaw = below_mouth * lateral * (1 - _smoothstep(128, 145, th))
     root = _smoothstep(140, 170, th)
@@ -335,7 +335,7 @@ def _albedo(head: _Sphere, eye: _Sphere, num_head: int, faces: np.ndarray):
     is_face = (np.abs(ph) < 62) & (th > 55)
     is_hair = ((th < 62) | (np.abs(ph) > 100) & (th < 118)) & ~is_face
     colors[is_hair] = hair
-    lips = (np.abs(ph) < 24) & (np.abs(th - MOUTH_THETA) < 7)
+    lips = (np.abs(ph) < 28) & (np.abs(th - MOUTH_THETA) < 6)
     colors[lips] = lip
     eye_th = np.degrees(eye.theta)
     eye_colors = np.tile([0.95, 0.95, 0.93], (len(eye_th), 1))
@@ -346,7 +346,7 @@ def _albedo(head: _Sphere, eye: _Sphere, num_head: int, faces: np.ndarray):
     band = []
     for fi, face in enumerate(faces[: len(head.faces)]):
         rings = head.ring[face]
-        if rings.min() == mouth_ring and rings.max() == mouth_ring + 1 and np.abs(ph[face]).max() < 45:
+        if rings.min() == mouth_ring and rings.max() == mouth_ring + 1 and np.abs(ph[face]).max() < 30:
             band.append(fi)
     return colors, np.array(band, dtype=np.int64)
 

@@ -48,7 +48,8 @@ def init_local_gaussians(
     """Local attributes that put each Gaussian on its texel's surface point, as a flat disc.
 
     verts (V, 3) is the mesh the layout is initialised on (e.g. the rest pose). In-plane standard
-    deviation is 0.6 x the texel spacing on the surface (world area of the face per texel),
+    deviation is 0.6 x the texel spacing on the surface (sqrt of the face's world area per texel,
+    world area / (UV area x R^2)),
     `thickness` x that along the normal. colors (N, C) default to mid-grey RGB.
     """
     rotations, centres, scales = face_frames(verts, faces)
@@ -57,8 +58,8 @@ def init_local_gaussians(
     positions = (rot.transpose(-1, -2) @ (texel_points(verts, faces, layout) - centre)[..., None])[..., 0] / scale[:, None]
     v = verts[faces]
     world_area = 0.5 * torch.linalg.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], dim=-1).norm(dim=-1)
-    texels_per_face = torch.bincount(f, minlength=faces.shape[0]).clamp_min(1).to(verts.dtype)
-    spacing = (world_area / texels_per_face)[f].clamp_min(1e-16).sqrt()
+    uv_area = layout.face_uv_area.to(verts.dtype).clamp_min(1e-16) * layout.resolution**2
+    spacing = (world_area / uv_area)[f].clamp_min(1e-16).sqrt()
     sigma = 0.6 * spacing / scale
     log_scales = torch.stack((sigma, thickness * sigma, sigma), -1).log()
     n = layout.num_gaussians

@@ -19,6 +19,7 @@ class UVLayout:
     """N valid texels: rows/cols (N,) int64, face index (N,) int64, barycentrics (N, 3) float64.
 
     index_map (R, R) int64 gives each texel's Gaussian index, -1 where invalid.
+    face_uv_area (F,) float64: each face's area in UV units (the unit square has area 1).
     """
 
     resolution: int
@@ -27,6 +28,7 @@ class UVLayout:
     face_idx: torch.Tensor
     bary: torch.Tensor
     index_map: torch.Tensor
+    face_uv_area: torch.Tensor
 
     @property
     def num_gaussians(self) -> int:
@@ -89,7 +91,13 @@ def build_uv_layout(vt: np.ndarray, ft: np.ndarray, resolution: int) -> UVLayout
         face_idx=torch.from_numpy(face),
         bary=torch.from_numpy(bary),
         index_map=torch.from_numpy(index_map.reshape(r, r)),
+        face_uv_area=torch.from_numpy(_uv_areas(vt[ft])),
     )
+
+
+def _uv_areas(tri: np.ndarray) -> np.ndarray:
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    return 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
 
 
 def texel_points(verts: torch.Tensor, faces: torch.Tensor, layout: UVLayout) -> torch.Tensor:

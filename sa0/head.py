@@ -1,0 +1,58 @@
+"""The head model every stage shares: FLAME layer + faces + UV texel layout, built from configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sa0.config import FlameConfig, LayoutConfig
+from sa0.flame.io import find_uv_file, load_flame_assets, load_uv, resolve_flame_dir
+from sa0.flame.layer import FlameLayer
+from sa0.gaussians.layout import UVLayout, build_uv_layout
+
+
+@dataclass(frozen=True)
+class HeadModel:
+    """flame: the posing layer; faces (F, 3); layout: N texels bound to faces; model_dir: source."""
+
+    flame: FlameLayer
+    faces: torch.Tensor
+    layout: UVLayout
+    model_dir: Path
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.layout.num_gaussians
+
+    def albedo(self) -> torch.Tensor | None:
+        """Per-Gaussian RGB (N, 3) from a synthetic head's synthetic_albedo.npz, else None."""
+        path = self.model_dir / "synthetic_albedo.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as data:
+            vertex_colors = torch.from_numpy(data["vertex_colors"])
+            mouth = torch.from_numpy(data["mouth_faces"])
+        corners = vertex_colors[self.faces[self.layout.face_idx]]  # (N, 3, 3)
+        colors = (self.layout.bary[..., None] * corners).sum(1)
+        in_mouth = torch.isin(self.layout.face_idx, mouth)
+        colors[in_mouth] = torch.tensor([0.18, 0.05, 0.06], dtype=colors.dtype)  # inside of the mouth
+        return colors.float()
+
+
+def load_head_model(flame: FlameConfig | None = None, layout: LayoutConfig | None = None) -> HeadModel:
+    """Load FLAME (or a synthetic head) from flame.model_dir / $SA0_FLAME_DIR and lay out its UV grid."""
+    flame = flame or FlameConfig()
+    layout = layout or LayoutConfig()
+    model_dir = resolve_flame_dir(flame.model_dir)
+    assets = load_flame_assets(model_dir, flame.model_file)
+    uv_path = model_dir / flame.uv_file if flame.uv_file else find_uv_file(model_dir)
+    vt, ft = load_uv(uv_path, assets.num_faces)
+    return HeadModel(
+        flame=FlameLayer(assets, flame.num_shape, flame.num_expression),
+        faces=torch.as_tensor(assets.faces),
+        layout=build_uv_layout(vt, ft, layout.uv_resolution),
+        model_dir=model_dir,
+    )
