@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-RENDER_BACKENDS = ("auto", "tiled", "dense", "gsplat")
+RENDER_BACKENDS = ("auto", "native", "tiled", "dense", "gsplat")
 
 
 def to_dict(config) -> dict[str, Any]:
@@ -62,7 +62,8 @@ class LayoutConfig:
 class RenderConfig:
     """3DGS rasterisation settings shared by every backend.
 
-    backend: auto (gsplat on CUDA tensors, else tiled), tiled, dense (slow reference), gsplat.
+    backend: auto (gsplat for CUDA tensors, else native), native (C++ CPU kernel; falls back to
+    tiled when it cannot be built), tiled (pure torch), dense (slow reference), gsplat (CUDA).
     eps2d: screen-space low-pass added to 2D covariances (px^2). alpha_max: per-pixel alpha clamp
     (3DGS uses 0.99; gsplat's CUDA kernel hard-codes 0.999). tile_size: pixels per tile side.
     chunk: Gaussians per tile processed together by the tiled backend.

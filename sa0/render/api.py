@@ -9,6 +9,7 @@ import torch
 from sa0.config import RenderConfig
 from sa0.render.dense import rasterize_dense
 from sa0.render.gsplat_backend import rasterize_gsplat
+from sa0.render.native import load_native, native_unavailable_reason, rasterize_native
 from sa0.render.projection import project
 from sa0.render.tiled import rasterize_tiled
 from sa0.types import Cameras, Gaussians, RenderOut
@@ -18,17 +19,24 @@ _announced: set[str] = set()
 
 
 def resolve_backend(requested: str, device: torch.device) -> str:
-    """auto -> gsplat for CUDA tensors, tiled otherwise; the choice and reason are logged once."""
+    """auto -> gsplat for CUDA tensors, else native (tiled if the kernel cannot be built).
+
+    The choice and its reason are logged once per distinct (backend, reason).
+    """
+    if requested == "gsplat" and device.type != "cuda":
+        raise ValueError(
+            "render backend 'gsplat' needs CUDA tensors (its kernels compile for CUDA only); "
+            f"got tensors on {device}. Use backend='native' or 'tiled' on CPU."
+        )
+    if requested == "native" and device.type != "cpu":
+        raise ValueError(f"render backend 'native' runs on CPU tensors only; got tensors on {device}")
     if requested == "auto":
-        backend = "gsplat" if device.type == "cuda" else "tiled"
-        reason = f"auto: tensors on {device.type}"
+        requested, reason = ("gsplat", "auto: CUDA tensors") if device.type == "cuda" else ("native", "auto: CPU tensors")
     else:
-        backend, reason = requested, "requested"
-        if backend == "gsplat" and device.type != "cuda":
-            raise ValueError(
-                "render backend 'gsplat' needs CUDA tensors (its kernels compile for CUDA only); "
-                f"got tensors on {device}. Use backend='tiled' on CPU."
-            )
+        reason = "requested"
+    backend = requested
+    if backend == "native" and load_native() is None:
+        backend, reason = "tiled", f"native CPU kernel unavailable: {native_unavailable_reason()}"
     if (backend, reason) not in _announced:
         _announced.add((backend, reason))
         log.info("render backend: %s (%s)", backend, reason)
@@ -74,6 +82,10 @@ def render(
         opacities = g.opacities.expand(num_cams, -1)
         if backend == "dense":
             image, alpha = rasterize_dense(proj, colors, opacities, background, width, height, config.alpha_max)
+        elif backend == "native":
+            image, alpha = rasterize_native(
+                proj, colors, opacities, background, width, height, config.alpha_max, config.tile_size
+            )
         else:
             image, alpha = rasterize_tiled(
                 proj, colors, opacities, background, width, height,

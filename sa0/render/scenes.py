@@ -39,3 +39,31 @@ def orbit_cameras(
     viewmats = look_at(eyes, torch.zeros_like(eyes)).to(dtype)
     Ks = intrinsics_from_fov(fov_y, width, height).to(dtype).expand(num, 3, 3).clone()
     return Cameras(viewmats, Ks, width, height)
+
+
+def edge_case_gaussians(channels: int = 3, dtype: torch.dtype = torch.float64, seed: int = 0) -> Gaussians:
+    """Random Gaussians plus: behind the camera, straddling the near plane, huge, tiny, a dense
+    overlapping cluster and needle-thin ones."""
+    base = random_gaussians(120, seed=seed, radius=0.35, median_scale=0.03, channels=channels, dtype=dtype)
+    g = torch.Generator().manual_seed(seed + 1)
+    extra_means = torch.cat((
+        torch.tensor([[0.0, 0.0, 2.5], [0.1, 0.0, 2.2], [0.0, 0.05, 1.995]], dtype=dtype),  # behind / near plane
+        torch.tensor([[0.0, 0.0, 0.0], [0.05, -0.05, 0.1]], dtype=dtype),  # huge
+        0.01 * torch.randn(30, 3, generator=g, dtype=dtype),  # overlapping cluster
+        torch.tensor([[0.1, 0.1, 0.0], [-0.1, 0.05, 0.0]], dtype=dtype),  # needles
+    ))
+    n = extra_means.shape[0]
+    extra_scales = torch.cat((
+        torch.full((3, 3), 0.05, dtype=dtype),
+        torch.tensor([[0.6, 0.5, 0.4], [0.3, 0.8, 0.2]], dtype=dtype),
+        torch.full((30, 3), 0.02, dtype=dtype) * torch.rand(30, 1, generator=g, dtype=dtype).add(0.2),
+        torch.tensor([[0.3, 0.001, 0.001], [0.001, 0.25, 0.001]], dtype=dtype),
+    ))
+    extra_scales[5] = 1e-4  # tiny
+    return Gaussians(
+        torch.cat((base.means, extra_means)),
+        torch.cat((base.quats, torch.randn(n, 4, generator=g, dtype=dtype))),
+        torch.cat((base.scales, extra_scales)),
+        torch.cat((base.opacities, torch.rand(n, generator=g, dtype=dtype))),
+        torch.cat((base.colors, torch.rand(n, channels, generator=g, dtype=dtype))),
+    )

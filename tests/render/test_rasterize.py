@@ -5,55 +5,10 @@ import torch
 
 from sa0.config import RenderConfig
 from sa0.render import render
+from sa0.render.scenes import edge_case_gaussians as hard_scene
 from sa0.render.scenes import orbit_cameras, random_gaussians
 from sa0.types import Cameras, Gaussians
-
-FIELDS = ("means", "quats", "scales", "opacities", "colors")
-
-
-def hard_scene(channels=3, dtype=torch.float64, seed=0):
-    """Random Gaussians plus: behind the camera, straddling the near plane, huge, tiny, a dense
-    overlapping cluster and needle-thin ones."""
-    base = random_gaussians(120, seed=seed, radius=0.35, median_scale=0.03, channels=channels, dtype=dtype)
-    g = torch.Generator().manual_seed(seed + 1)
-    extra_means = torch.cat((
-        torch.tensor([[0.0, 0.0, 2.5], [0.1, 0.0, 2.2], [0.0, 0.05, 1.995]], dtype=dtype),  # behind / near plane
-        torch.tensor([[0.0, 0.0, 0.0], [0.05, -0.05, 0.1]], dtype=dtype),  # huge
-        0.01 * torch.randn(30, 3, generator=g, dtype=dtype),  # overlapping cluster
-        torch.tensor([[0.1, 0.1, 0.0], [-0.1, 0.05, 0.0]], dtype=dtype),  # needles
-    ))
-    n = extra_means.shape[0]
-    extra_scales = torch.cat((
-        torch.full((3, 3), 0.05, dtype=dtype),
-        torch.tensor([[0.6, 0.5, 0.4], [0.3, 0.8, 0.2]], dtype=dtype),
-        torch.full((30, 3), 0.02, dtype=dtype) * torch.rand(30, 1, generator=g, dtype=dtype).add(0.2),
-        torch.tensor([[0.3, 0.001, 0.001], [0.001, 0.25, 0.001]], dtype=dtype),
-    ))
-    extra_scales[5] = 1e-4  # tiny
-    return Gaussians(
-        torch.cat((base.means, extra_means)),
-        torch.cat((base.quats, torch.randn(n, 4, generator=g, dtype=dtype))),
-        torch.cat((base.scales, extra_scales)),
-        torch.cat((base.opacities, torch.rand(n, generator=g, dtype=dtype))),
-        torch.cat((base.colors, torch.rand(n, channels, generator=g, dtype=dtype))),
-    )
-
-
-def _render_with_grads(g: Gaussians, cams: Cameras, config: RenderConfig, background):
-    leaves = [getattr(g, f).detach().clone().requires_grad_() for f in FIELDS]
-    bg = background.detach().clone().requires_grad_()
-    out = render(Gaussians(*leaves), cams, bg, config)
-    gen = torch.Generator().manual_seed(7)
-    w_img = torch.randn(out.image.shape, generator=gen, dtype=out.image.dtype)
-    w_alpha = torch.randn(out.alpha.shape, generator=gen, dtype=out.alpha.dtype)
-    ((out.image * w_img).sum() + (out.alpha * w_alpha).sum()).backward()
-    return out, [leaf.grad for leaf in leaves] + [bg.grad]
-
-
-def _assert_rel_close(a, b, rel, name):
-    scale = b.abs().max().clamp_min(1e-12)
-    err = ((a - b).abs().max() / scale).item()
-    assert err < rel, f"{name}: relative error {err:.3e} >= {rel}"
+from tests.render.helpers import FIELDS, assert_rel_close as _assert_rel_close, render_with_grads as _render_with_grads
 
 
 @pytest.mark.parametrize("channels", [3, 32])

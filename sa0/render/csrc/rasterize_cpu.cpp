@@ -1,0 +1,233 @@
+// sa0 native CPU rasteriser: 3DGS compositing forward and its exact backward.
+//
+// Inputs are per (tile, Gaussian) entry, sorted by tile then depth (binning happens in torch):
+// means (I, 2), conics (I, 3) as (xx, xy, yy) of the inverse 2D covariance, opacities (I,),
+// colours (I, C); tile_start / tile_count (B * tiles,) index into the entries.
+// Semantics match sa0/render/dense.py: alpha = min(alpha_max, o exp(-power)), skipped when
+// power < 0 or alpha < 1/255, a pixel stops before the entry that would bring its
+// transmittance to <= 1e-4; colour = sum alpha_k T_k c_k + T_final background.
+//
+// Work is split over tiles with at::parallel_for (torch's thread pool, torch.get_num_threads()).
+// The backward writes gradients per entry (each entry belongs to one tile, so to one thread);
+// torch then sums entries per Gaussian. Results do not depend on the number of threads.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr double kAlphaThreshold = 1.0 / 255.0;
+constexpr double kTransmittanceMin = 1e-4;
+
+struct Grid {
+  int64_t width, height, tile_size, tiles_x, tiles_y, channels;
+  int64_t per_image() const { return tiles_x * tiles_y; }
+};
+
+void check_inputs(const at::Tensor& means, const at::Tensor& conics, const at::Tensor& opacities,
+                  const at::Tensor& colors, const at::Tensor& start, const at::Tensor& count,
+                  const at::Tensor& background) {
+  for (const auto* t : {&means, &conics, &opacities, &colors, &background}) {
+    TORCH_CHECK(t->device().is_cpu(), "sa0 native rasteriser: CPU tensors only");
+    TORCH_CHECK(t->is_contiguous(), "sa0 native rasteriser: contiguous tensors only");
+    TORCH_CHECK(t->scalar_type() == means.scalar_type(), "sa0 native rasteriser: mixed dtypes");
+  }
+  TORCH_CHECK(start.scalar_type() == at::kLong && count.scalar_type() == at::kLong,
+              "sa0 native rasteriser: tile_start/tile_count must be int64");
+  TORCH_CHECK(start.is_contiguous() && count.is_contiguous(), "tile lists must be contiguous");
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 2, "means must be (I, 2)");
+  TORCH_CHECK(conics.dim() == 2 && conics.size(1) == 3, "conics must be (I, 3)");
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == means.size(0), "colors must be (I, C)");
+  TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == means.size(0), "opacities must be (I,)");
+}
+
+// Per entry of a tile: the power above which alpha is surely below 1/255 (ln(255 o) plus a margin,
+// so the exact comparison below still decides every borderline case). Skips most exp() calls.
+template <typename scalar_t>
+void power_cutoffs(const scalar_t* opacities, int64_t s, int64_t n, std::vector<scalar_t>& cutoff) {
+  cutoff.resize(n);
+  for (int64_t k = 0; k < n; ++k)
+    cutoff[k] = std::log(std::max(opacities[s + k], scalar_t(1e-30)) / scalar_t(kAlphaThreshold)) + scalar_t(1e-3);
+}
+
+template <typename scalar_t>
+inline bool eval_alpha(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, scalar_t cutoff, scalar_t x,
+                       scalar_t y, scalar_t alpha_max, scalar_t& dx, scalar_t& dy, scalar_t& falloff, scalar_t& raw,
+                       scalar_t& alpha) {
+  dx = x - mean[0];
+  dy = y - mean[1];
+  const scalar_t power = scalar_t(0.5) * (conic[0] * dx * dx + conic[2] * dy * dy) + conic[1] * dx * dy;
+  if (power < 0 || power > cutoff) return false;
+  falloff = std::exp(-power);
+  raw = opacity * falloff;
+  alpha = std::min(alpha_max, raw);
+  return alpha >= scalar_t(kAlphaThreshold);
+}
+
+template <typename scalar_t>
+void forward_tiles(const Grid& g, int64_t first, int64_t last, const scalar_t* means, const scalar_t* conics,
+                   const scalar_t* opacities, const scalar_t* colors, const int64_t* start, const int64_t* count,
+                   const scalar_t* background, scalar_t alpha_max, scalar_t* image, scalar_t* trans_out,
+                   int32_t* used_end) {
+  const int64_t C = g.channels;
+  std::vector<scalar_t> acc(C), cutoff;
+  for (int64_t tile = first; tile < last; ++tile) {
+    const int64_t cam = tile / g.per_image(), in_image = tile % g.per_image();
+    const int64_t x0 = (in_image % g.tiles_x) * g.tile_size, y0 = (in_image / g.tiles_x) * g.tile_size;
+    const int64_t s = start[tile], n = count[tile];
+    power_cutoffs(opacities, s, n, cutoff);
+    for (int64_t py = y0; py < std::min(g.height, y0 + g.tile_size); ++py) {
+      for (int64_t px = x0; px < std::min(g.width, x0 + g.tile_size); ++px) {
+        std::fill(acc.begin(), acc.end(), scalar_t(0));
+        scalar_t T = 1;
+        int32_t end = 0;
+        const scalar_t x = scalar_t(px) + scalar_t(0.5), y = scalar_t(py) + scalar_t(0.5);
+        for (int64_t k = 0; k < n; ++k) {
+          const int64_t e = s + k;
+          scalar_t dx, dy, falloff, raw, alpha;
+          if (!eval_alpha(means + 2 * e, conics + 3 * e, opacities[e], cutoff[k], x, y, alpha_max, dx, dy, falloff,
+                          raw, alpha))
+            continue;
+          const scalar_t next_T = T * (scalar_t(1) - alpha);
+          if (next_T <= scalar_t(kTransmittanceMin)) break;
+          const scalar_t w = alpha * T;
+          const scalar_t* c = colors + C * e;
+          for (int64_t ch = 0; ch < C; ++ch) acc[ch] += w * c[ch];
+          T = next_T;
+          end = static_cast<int32_t>(k + 1);
+        }
+        const int64_t pix = (cam * g.height + py) * g.width + px;
+        for (int64_t ch = 0; ch < C; ++ch) image[pix * C + ch] = acc[ch] + T * background[cam * C + ch];
+        trans_out[pix] = T;
+        used_end[pix] = end;
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void backward_tiles(const Grid& g, int64_t first, int64_t last, const scalar_t* means, const scalar_t* conics,
+                    const scalar_t* opacities, const scalar_t* colors, const int64_t* start, const int64_t* count,
+                    const scalar_t* image, const scalar_t* trans_out, const int32_t* used_end,
+                    const scalar_t* grad_image, const scalar_t* grad_alpha, scalar_t alpha_max, scalar_t* g_means,
+                    scalar_t* g_conics, scalar_t* g_opacities, scalar_t* g_colors) {
+  const int64_t C = g.channels;
+  std::vector<scalar_t> cutoff;
+  for (int64_t tile = first; tile < last; ++tile) {
+    const int64_t cam = tile / g.per_image(), in_image = tile % g.per_image();
+    const int64_t x0 = (in_image % g.tiles_x) * g.tile_size, y0 = (in_image / g.tiles_x) * g.tile_size;
+    const int64_t s = start[tile];
+    power_cutoffs(opacities, s, count[tile], cutoff);
+    for (int64_t py = y0; py < std::min(g.height, y0 + g.tile_size); ++py) {
+      for (int64_t px = x0; px < std::min(g.width, x0 + g.tile_size); ++px) {
+        const int64_t pix = (cam * g.height + py) * g.width + px;
+        const scalar_t* gc = grad_image + pix * C;
+        scalar_t total = 0;  // dL/dcolour . final colour (background included)
+        for (int64_t ch = 0; ch < C; ++ch) total += gc[ch] * image[pix * C + ch];
+        const scalar_t ga_tf = grad_alpha[pix] * trans_out[pix];
+        const scalar_t x = scalar_t(px) + scalar_t(0.5), y = scalar_t(py) + scalar_t(0.5);
+        scalar_t T = 1, prefix = 0;
+        for (int64_t k = 0; k < used_end[pix]; ++k) {
+          const int64_t e = s + k;
+          const scalar_t* conic = conics + 3 * e;
+          scalar_t dx, dy, falloff, raw, alpha;
+          if (!eval_alpha(means + 2 * e, conic, opacities[e], cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha))
+            continue;
+          const scalar_t w = alpha * T;
+          const scalar_t* c = colors + C * e;
+          scalar_t* gcol = g_colors + C * e;
+          scalar_t dot = 0;
+          for (int64_t ch = 0; ch < C; ++ch) {
+            dot += gc[ch] * c[ch];
+            gcol[ch] += w * gc[ch];
+          }
+          prefix += w * dot;
+          const scalar_t inv = scalar_t(1) / (scalar_t(1) - alpha);
+          // d colour / d alpha_k = T_k c_k - (colour gathered behind k + T_final bg) / (1 - alpha_k);
+          // d (1 - T_final) / d alpha_k = T_final / (1 - alpha_k).
+          const scalar_t g_alpha = T * dot - (total - prefix) * inv + ga_tf * inv;
+          if (raw < alpha_max) {
+            const scalar_t g_power = -raw * g_alpha;
+            g_opacities[e] += falloff * g_alpha;
+            g_conics[3 * e + 0] += scalar_t(0.5) * g_power * dx * dx;
+            g_conics[3 * e + 1] += g_power * dx * dy;
+            g_conics[3 * e + 2] += scalar_t(0.5) * g_power * dy * dy;
+            g_means[2 * e + 0] -= g_power * (conic[0] * dx + conic[1] * dy);
+            g_means[2 * e + 1] -= g_power * (conic[1] * dx + conic[2] * dy);
+          }
+          T *= scalar_t(1) - alpha;
+        }
+      }
+    }
+  }
+}
+
+Grid make_grid(int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x, int64_t tiles_y,
+               const at::Tensor& colors, const at::Tensor& count, const at::Tensor& background) {
+  Grid g{width, height, tile_size, tiles_x, tiles_y, colors.size(1)};
+  TORCH_CHECK(count.numel() == background.size(0) * g.per_image(), "tile count does not match the image grid");
+  TORCH_CHECK(background.dim() == 2 && background.size(1) == g.channels, "background must be (B, C)");
+  return g;
+}
+
+std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
+                                          at::Tensor colors, at::Tensor start, at::Tensor count,
+                                          at::Tensor background, int64_t width, int64_t height, int64_t tile_size,
+                                          int64_t tiles_x, int64_t tiles_y, double alpha_max) {
+  check_inputs(means, conics, opacities, colors, start, count, background);
+  const Grid g = make_grid(width, height, tile_size, tiles_x, tiles_y, colors, count, background);
+  const int64_t B = background.size(0);
+  auto image = at::empty({B, height, width, g.channels}, means.options());
+  auto trans = at::empty({B, height, width}, means.options());
+  auto used = at::empty({B, height, width}, means.options().dtype(at::kInt));
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sa0_rasterize_forward", [&] {
+    at::parallel_for(0, count.numel(), 1, [&](int64_t first, int64_t last) {
+      forward_tiles<scalar_t>(g, first, last, means.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+                              opacities.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+                              start.data_ptr<int64_t>(), count.data_ptr<int64_t>(), background.data_ptr<scalar_t>(),
+                              static_cast<scalar_t>(alpha_max), image.data_ptr<scalar_t>(),
+                              trans.data_ptr<scalar_t>(), used.data_ptr<int32_t>());
+    });
+  });
+  return {image, trans, used};
+}
+
+std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
+                                           at::Tensor colors, at::Tensor start, at::Tensor count,
+                                           at::Tensor background, at::Tensor image, at::Tensor trans,
+                                           at::Tensor used, at::Tensor grad_image, at::Tensor grad_alpha,
+                                           int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x,
+                                           int64_t tiles_y, double alpha_max) {
+  check_inputs(means, conics, opacities, colors, start, count, background);
+  const Grid g = make_grid(width, height, tile_size, tiles_x, tiles_y, colors, count, background);
+  grad_image = grad_image.contiguous();
+  grad_alpha = grad_alpha.contiguous();
+  auto g_means = at::zeros_like(means);
+  auto g_conics = at::zeros_like(conics);
+  auto g_opacities = at::zeros_like(opacities);
+  auto g_colors = at::zeros_like(colors);
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sa0_rasterize_backward", [&] {
+    at::parallel_for(0, count.numel(), 1, [&](int64_t first, int64_t last) {
+      backward_tiles<scalar_t>(g, first, last, means.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+                               opacities.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+                               start.data_ptr<int64_t>(), count.data_ptr<int64_t>(), image.data_ptr<scalar_t>(),
+                               trans.data_ptr<scalar_t>(),
+                               used.data_ptr<int32_t>(), grad_image.data_ptr<scalar_t>(),
+                               grad_alpha.data_ptr<scalar_t>(), static_cast<scalar_t>(alpha_max),
+                               g_means.data_ptr<scalar_t>(), g_conics.data_ptr<scalar_t>(),
+                               g_opacities.data_ptr<scalar_t>(), g_colors.data_ptr<scalar_t>());
+    });
+  });
+  return {g_means, g_conics, g_opacities, g_colors};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &rasterize_forward, "3DGS compositing forward (CPU)");
+  m.def("backward", &rasterize_backward, "3DGS compositing backward (CPU)");
+}

@@ -1,0 +1,118 @@
+"""Native CPU backend: a C++ compositing kernel (csrc/rasterize_cpu.cpp) behind render().
+
+Projection and binning stay in torch (sa0.render.projection, sa0.render.tiled.bin_gaussians);
+the kernel composites tiles in parallel on torch's thread pool and has an exact hand-written
+backward. It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved)
+and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
+built (no compiler, ...), `load_native()` returns None, the reason is logged once, and render()
+falls back to the torch tiled backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from sa0.render.projection import Projected
+from sa0.render.tiled import TileLists, bin_gaussians
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).parent / "csrc" / "rasterize_cpu.cpp"
+_state: dict = {"tried": False, "module": None, "reason": None}
+
+
+def load_native(build_directory: str | None = None, verbose: bool = False):
+    """The compiled extension module, or None when it cannot be built (see native_unavailable_reason)."""
+    if _state["tried"] and build_directory is None:
+        return _state["module"]
+    try:
+        from torch.utils.cpp_extension import load
+
+        kwargs = {"build_directory": build_directory} if build_directory else {}
+        if build_directory:
+            os.makedirs(build_directory, exist_ok=True)
+        module = load(
+            name="sa0_rasterize_cpu",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            with_cuda=False,
+            verbose=verbose,
+            **kwargs,
+        )
+        reason = None
+    except Exception as exc:  # no compiler, missing headers, ...
+        module, reason = None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        log.warning("native CPU rasteriser unavailable (%s); using the torch tiled backend", reason)
+    if build_directory is None:
+        _state.update(tried=True, module=module, reason=reason)
+    return module
+
+
+def native_unavailable_reason() -> str | None:
+    """Why the native backend could not be built (None if it was built or not tried yet)."""
+    return _state["reason"]
+
+
+def reset_native() -> None:
+    """Forget the cached load attempt (for tests that force a fallback)."""
+    _state.update(tried=False, module=None, reason=None)
+
+
+class _NativeRasterize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, conics, opacities, colors, background, lists: TileLists, width, height, tile_size, alpha_max):
+        module = _state["module"]
+        args = (lists.start, lists.count, background.contiguous(), width, height, tile_size, lists.tiles_x,
+                lists.tiles_y, alpha_max)
+        image, trans, used = module.forward(means, conics, opacities, colors, *args)
+        ctx.save_for_backward(means, conics, opacities, colors, background, image, trans, used)
+        ctx.lists, ctx.settings = lists, (width, height, tile_size, alpha_max)
+        return image, (1.0 - trans)[..., None]
+
+    @staticmethod
+    def backward(ctx, grad_image, grad_alpha):
+        means, conics, opacities, colors, background, image, trans, used = ctx.saved_tensors
+        width, height, tile_size, alpha_max = ctx.settings
+        lists = ctx.lists
+        g_means, g_conics, g_opac, g_colors = _state["module"].backward(
+            means, conics, opacities, colors, lists.start, lists.count, background.contiguous(), image, trans, used,
+            grad_image.contiguous(), grad_alpha[..., 0].contiguous(), width, height, tile_size,
+            lists.tiles_x, lists.tiles_y, alpha_max,
+        )
+        g_bg = (grad_image * trans[..., None]).sum((1, 2))
+        return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None
+
+
+def rasterize_native(
+    proj: Projected,
+    colors: torch.Tensor,
+    opacities: torch.Tensor,
+    background: torch.Tensor,
+    width: int,
+    height: int,
+    alpha_max: float = 0.99,
+    tile_size: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> image (B, H, W, C), alpha (B, H, W, 1); same contract as rasterize_tiled. Needs load_native()."""
+    if load_native() is None:
+        raise RuntimeError(f"native CPU rasteriser unavailable: {native_unavailable_reason()}")
+    lists = bin_gaussians(proj, width, height, tile_size)
+    entries = lists.gauss
+    c = colors.shape[-1]
+    # Gathered per entry: contiguous reads in the kernel; autograd sums entry gradients per Gaussian.
+    return _NativeRasterize.apply(
+        proj.means2d.reshape(-1, 2)[entries].contiguous(),
+        proj.conics.reshape(-1, 3)[entries].contiguous(),
+        opacities.reshape(-1)[entries].contiguous(),
+        colors.reshape(-1, c)[entries].contiguous(),
+        background,
+        lists,
+        width,
+        height,
+        tile_size,
+        alpha_max,
+    )
