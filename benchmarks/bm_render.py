@@ -14,6 +14,9 @@ backend and at 512^2 with native and tiled, and forward-only frames/s of that he
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import gc
 import json
 import tempfile
 import threading
@@ -29,10 +32,21 @@ from sa0.render.scenes import orbit_cameras, random_gaussians
 from sa0.types import Gaussians, LocalGaussians
 
 
+def _release_free_memory() -> None:
+    """Hand freed heap back to the OS, so the next block's RSS growth is its own peak (glibc only)."""
+    gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        libc = ctypes.CDLL(libc_name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
 class PeakMemory:
     """Peak resident memory growth (MB) over a block, sampled every 5 ms by a thread."""
 
     def __enter__(self):
+        _release_free_memory()
         self._proc = psutil.Process()
         self._base = self._proc.memory_info().rss
         self.peak_mb = 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,6 +25,18 @@ SOURCE = Path(__file__).parent / "csrc" / "rasterize_cpu.cpp"
 _state: dict = {"tried": False, "module": None, "reason": None}
 
 
+def _ensure_ninja_on_path() -> None:
+    """cpp_extension needs the `ninja` executable; the pip package ships one next to the interpreter."""
+    if shutil.which("ninja"):
+        return
+    try:
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    except ImportError:
+        pass
+
+
 def load_native(build_directory: str | None = None, verbose: bool = False):
     """The compiled extension module, or None when it cannot be built (see native_unavailable_reason)."""
     if _state["tried"] and build_directory is None:
@@ -31,6 +44,8 @@ def load_native(build_directory: str | None = None, verbose: bool = False):
     try:
         from torch.utils.cpp_extension import load
 
+        _ensure_ninja_on_path()
+        log.info("loading the native CPU rasteriser (compiled on first use, ~1 min; cached afterwards)")
         kwargs = {"build_directory": build_directory} if build_directory else {}
         if build_directory:
             os.makedirs(build_directory, exist_ok=True)
