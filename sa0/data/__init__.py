@@ -1,0 +1,1 @@
+"""Data: the clip contract, shards, converters, synthetic clips, Ray Data streaming."""
