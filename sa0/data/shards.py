@@ -140,38 +140,43 @@ class ShardInfo:
 
 
 def write_shards(clips: Iterable[Clip], out_dir, prefix: str = "shard", max_shard_bytes: int = 256 << 20,
-                 image_format: str = "png", progress=None) -> dict:
-    """Validate and write clips (sorted by key) into size-bounded shards plus manifest.json."""
+                 image_format: str = "png") -> dict:
+    """Validate and write clips into size-bounded shards plus manifest.json, streaming.
+
+    Clips must arrive in strictly ascending key order (ClipMeta.key), which keeps every shard's
+    samples sorted and makes duplicates detectable without holding clips in memory.
+    """
     import webdataset as wds
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(clips, key=lambda clip: clip.meta.key)
-    keys = Counter(clip.meta.key for clip in ordered)
-    dupes = [k for k, n in keys.items() if n > 1]
-    if dupes:
-        raise ClipError(f"duplicate clip keys {dupes[:5]}: (dataset, subject, clip_id) must be unique")
     shards: list[ShardInfo] = []
-    writer, size = None, 0
+    writer, size, previous = None, 0, None
     totals = {"clips": 0, "frames": 0, "subjects": set(), "splits": Counter()}
-    for clip in ordered:
-        validate_clip(clip, f"clip '{clip.meta.key}'")
-        sample = clip_to_sample(clip, image_format)
-        if writer is None or size >= max_shard_bytes:
-            if writer is not None:
-                writer.close()
-            shards.append(ShardInfo(file=f"{prefix}-{len(shards):06d}.tar"))
-            writer, size = wds.TarWriter(str(out / shards[-1].file), encoder=False, mtime=0.0), 0
-        size += writer.write(sample)
-        shards[-1].clips.append(clip.meta.key)
-        totals["clips"] += 1
-        totals["frames"] += clip.num_timesteps * clip.num_cameras
-        totals["subjects"].add(clip.meta.subject)
-        totals["splits"][clip.meta.split] += 1
-        if progress is not None:
-            progress.update(1)
-    if writer is not None:
-        writer.close()
+    try:
+        for clip in clips:
+            key = clip.meta.key
+            if previous is not None and key <= previous:
+                what = "duplicate clip key" if key == previous else "clips out of key order"
+                raise ClipError(f"{what}: '{key}' after '{previous}'; (dataset, subject, clip_id) must be unique "
+                                "and clips written in ascending key order")
+            previous = key
+            validate_clip(clip, f"clip '{key}'")
+            sample = clip_to_sample(clip, image_format)
+            if writer is None or size >= max_shard_bytes:
+                if writer is not None:
+                    writer.close()
+                shards.append(ShardInfo(file=f"{prefix}-{len(shards):06d}.tar"))
+                writer, size = wds.TarWriter(str(out / shards[-1].file), encoder=False, mtime=0.0), 0
+            size += writer.write(sample)
+            shards[-1].clips.append(clip.meta.key)
+            totals["clips"] += 1
+            totals["frames"] += clip.num_timesteps * clip.num_cameras
+            totals["subjects"].add(clip.meta.subject)
+            totals["splits"][clip.meta.split] += 1
+    finally:
+        if writer is not None:
+            writer.close()
     for info in shards:
         data = (out / info.file).read_bytes()
         info.bytes, info.sha256 = len(data), hashlib.sha256(data).hexdigest()

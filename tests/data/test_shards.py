@@ -23,7 +23,7 @@ from tests.data.clips import tiny_clip
 @pytest.fixture
 def clips():
     return [tiny_clip(subject=s, clip_id=c, seed=i, split="test" if s == "s02" else "train")
-            for i, (s, c) in enumerate((("s02", "a"), ("s01", "b"), ("s01", "a")))]
+            for i, (s, c) in enumerate((("s01", "a"), ("s01", "b"), ("s02", "a")))]
 
 
 def _read_all(out):
@@ -77,9 +77,11 @@ def test_shards_roll_over_at_the_size_bound(tmp_path, clips):
     assert all(not problems for problems in validate_shards(tmp_path).values())
 
 
-def test_duplicate_keys_are_refused(tmp_path):
-    with pytest.raises(ClipError, match="duplicate clip keys"):
+def test_duplicate_and_unsorted_keys_are_refused(tmp_path, clips):
+    with pytest.raises(ClipError, match="duplicate clip key: 'tiny__s01__c0'"):
         write_shards([tiny_clip(), tiny_clip(seed=1)], tmp_path)
+    with pytest.raises(ClipError, match="out of key order: 'tiny__s01__b' after 'tiny__s02__a'"):
+        write_shards(clips[::-1], tmp_path)
 
 
 def test_truncated_tar_is_named(tmp_path, clips):
@@ -103,7 +105,7 @@ def _write_tar(path, members):
 
 def test_interleaved_keys_are_named(tmp_path, clips):
     write_shards(clips[:2], tmp_path)
-    samples = [clip_to_sample(c) for c in sorted(clips[:2], key=lambda c: c.meta.key)]
+    samples = [clip_to_sample(c) for c in clips[:2]]
     members = [(f"{s['__key__']}.{ext}", data) for s in samples for ext, data in s.items() if ext != "__key__"]
     members.append(members.pop(0))  # first sample's first member moved to the end
     _write_tar(tmp_path / "shard-000000.tar", members)

@@ -1,0 +1,82 @@
+"""Make, and check, WebDataset shards of clips.
+
+    python jobs/make_shards.py synthetic --kind mono|multiview --subjects N --frames T [--views C]
+        [--res R] [--domain studio|outdoor|lowkey] [--clips-per-subject K] [--test-subjects M]
+        [--seed S] [--uv-resolution U] [--flame-dir DIR] --out DIR
+    python jobs/make_shards.py validate DIR
+
+`synthetic` renders clips of random subjects with sa0's renderer (a synthetic FLAME-format head
+when no FLAME directory is given) and writes shards plus manifest.json. `validate` checks every
+shard and exits non-zero when anything is wrong, naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from tqdm import tqdm
+
+from sa0.config import FlameConfig, LayoutConfig
+from sa0.data.shards import validate_shards, write_shards
+from sa0.data.synthetic import DOMAINS, synthetic_clips
+from sa0.flame.io import FLAME_DIR_ENV
+from sa0.flame.synthetic import write_synthetic_flame
+from sa0.head import load_head_model
+
+
+def _synthetic(args) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+        head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
+        total = args.subjects * args.clips_per_subject
+        clips = synthetic_clips(head, args.kind, args.subjects, args.clips_per_subject, args.frames, args.views,
+                                args.res, DOMAINS[args.domain], seed=args.seed, test_subjects=args.test_subjects)
+        clips = tqdm(clips, total=total, desc="rendering clips", unit="clip")
+        manifest = write_shards(clips, args.out, max_shard_bytes=args.max_shard_mb << 20)
+    print(f"wrote {manifest['clips']} clips ({manifest['frames']} frames, {len(manifest['subjects'])} subjects) "
+          f"in {len(manifest['shards'])} shard(s) to {args.out}")
+    return 0
+
+
+def _validate(args) -> int:
+    report = validate_shards(args.dir)
+    bad = {name: problems for name, problems in report.items() if problems}
+    for name, problems in report.items():
+        print(f"{'FAIL' if problems else 'ok  '} {name}")
+        for problem in problems:
+            print(f"     {problem}")
+    print(f"{len(report) - len(bad)} ok, {len(bad)} with problems")
+    return 1 if bad else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    syn = sub.add_parser("synthetic", help="render synthetic clips into shards")
+    syn.add_argument("--kind", choices=("mono", "multiview"), required=True)
+    syn.add_argument("--subjects", type=int, required=True)
+    syn.add_argument("--frames", type=int, required=True, help="timesteps per clip")
+    syn.add_argument("--views", type=int, default=4, help="cameras per clip (multiview)")
+    syn.add_argument("--res", type=int, default=256, help="image size in pixels (square)")
+    syn.add_argument("--domain", choices=sorted(DOMAINS), default="studio")
+    syn.add_argument("--clips-per-subject", type=int, default=1)
+    syn.add_argument("--test-subjects", type=int, default=0, help="the last M subjects get split 'test'")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--uv-resolution", type=int, default=128)
+    syn.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
+    syn.add_argument("--max-shard-mb", type=int, default=256)
+    syn.add_argument("--out", required=True)
+    val = sub.add_parser("validate", help="check every shard in a directory")
+    val.add_argument("dir")
+    args = parser.parse_args(argv)
+    for name in ("subjects", "frames", "views", "res", "clips_per_subject"):
+        if getattr(args, name, 1) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return _synthetic(args) if args.command == "synthetic" else _validate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
