@@ -3,11 +3,15 @@
     python jobs/make_shards.py synthetic --kind mono|multiview --subjects N --frames T [--views C]
         [--res R] [--domain studio|outdoor|lowkey] [--clips-per-subject K] [--test-subjects M]
         [--seed S] [--uv-resolution U] [--flame-dir DIR] --out DIR
+    python jobs/make_shards.py convert --format gagavatar|vhap|imavatar --src DIR [DIR ...] --out DIR
+        [--dataset NAME] [--domain NAME]
     python jobs/make_shards.py validate DIR
 
 `synthetic` renders clips of random subjects with sa0's renderer (a synthetic FLAME-format head
-when no FLAME directory is given) and writes shards plus manifest.json. `validate` checks every
-shard and exits non-zero when anything is wrong, naming the file and the problem.
+when no FLAME directory is given) and writes shards plus manifest.json. `convert` reads tracker
+outputs (one directory per subject for vhap/imavatar, one tracker output directory for gagavatar)
+into shards. `validate` checks every shard and exits non-zero when anything is wrong, naming the
+file and the problem.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import tempfile
 from tqdm import tqdm
 
 from sa0.config import FlameConfig, LayoutConfig
+from sa0.data.convert import FORMATS
+from sa0.data.schema import ClipError
 from sa0.data.shards import validate_shards, write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.flame.io import FLAME_DIR_ENV
@@ -36,6 +42,25 @@ def _synthetic(args) -> int:
                                 args.res, DOMAINS[args.domain], seed=args.seed, test_subjects=args.test_subjects)
         clips = tqdm(clips, total=total, desc="rendering clips", unit="clip")
         manifest = write_shards(clips, args.out, max_shard_bytes=args.max_shard_mb << 20)
+    print(f"wrote {manifest['clips']} clips ({manifest['frames']} frames, {len(manifest['subjects'])} subjects) "
+          f"in {len(manifest['shards'])} shard(s) to {args.out}")
+    return 0
+
+
+def _convert(args) -> int:
+    convert = FORMATS[args.format]
+    kwargs = {k: v for k, v in (("dataset", args.dataset), ("domain", args.domain)) if v}
+
+    def clips():
+        for src in sorted(args.src):
+            yield from convert(src, **kwargs)
+
+    try:
+        manifest = write_shards(tqdm(clips(), desc=f"converting {args.format}", unit="clip"), args.out,
+                                max_shard_bytes=args.max_shard_mb << 20)
+    except ClipError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {manifest['clips']} clips ({manifest['frames']} frames, {len(manifest['subjects'])} subjects) "
           f"in {len(manifest['shards'])} shard(s) to {args.out}")
     return 0
@@ -69,13 +94,20 @@ def main(argv=None) -> int:
     syn.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
     syn.add_argument("--max-shard-mb", type=int, default=256)
     syn.add_argument("--out", required=True)
+    conv = sub.add_parser("convert", help="convert tracker outputs into shards")
+    conv.add_argument("--format", choices=sorted(FORMATS), required=True)
+    conv.add_argument("--src", nargs="+", required=True, help="tracker output directories")
+    conv.add_argument("--out", required=True)
+    conv.add_argument("--dataset", default=None, help="dataset name in clip keys (default per format)")
+    conv.add_argument("--domain", default=None, help="domain tag (default: the dataset name)")
+    conv.add_argument("--max-shard-mb", type=int, default=256)
     val = sub.add_parser("validate", help="check every shard in a directory")
     val.add_argument("dir")
     args = parser.parse_args(argv)
     for name in ("subjects", "frames", "views", "res", "clips_per_subject"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    return _synthetic(args) if args.command == "synthetic" else _validate(args)
+    return {"synthetic": _synthetic, "convert": _convert, "validate": _validate}[args.command](args)
 
 
 if __name__ == "__main__":
