@@ -5,10 +5,13 @@
        to decode or breaks the contract yields nothing and is counted by the SkipCounter actor
     -> in Ray Train workers: get_dataset_shard(...).iter_torch_batches(...)
 
-Sampling randomness comes from (seed, clip key, training step, draw index), so it is reproducible
-and changes as training advances. The step (for the phase-1 temperature anneal) is read from a
-TrainingProgress actor that rank 0 updates; a builder caches it for `refresh_s`, so the
-temperature lags the trainer by at most that and the prefetch depth.
+Sampling randomness comes from (seed, clip key, epoch, draw index): reproducible, different every
+epoch, independent of which worker builds it. The epoch and the trainer step come from a
+TrainingProgress actor: ExampleStream sets the epoch before each pass starts (so every task of
+that pass reads it), and rank 0 reports the step, which only sets the phase-1 temperature (read
+at most `refresh_s` late, plus the prefetch depth). Order is preserved, so ExampleStream's
+position (epoch, batch) resumes a run exactly where it stopped: on resume it fast-forwards through
+the already-trained batches of that epoch, logging how many, instead of replaying or skipping data.
 """
 
 from __future__ import annotations
@@ -97,16 +100,19 @@ def _actor_classes():
 
     @ray.remote(num_cpus=0)
     class TrainingProgress:
-        """The trainer's current step, shared with the example builders."""
+        """The trainer's current step and the data epoch, shared with the example builders."""
 
         def __init__(self):
-            self.step = 0
+            self.step, self.epoch = 0, 0
 
-        def set(self, step: int) -> None:
+        def set_step(self, step: int) -> None:
             self.step = int(step)
 
-        def get(self) -> int:
-            return self.step
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def get(self) -> tuple[int, int]:
+            return self.step, self.epoch
 
     return SkipCounter, TrainingProgress
 
@@ -122,23 +128,24 @@ class _ExampleFn:
 
     def __init__(self, cfg: DataConfig, counter, progress, refresh_s: float = 1.0):
         self.cfg, self.counter, self.progress, self.refresh_s = cfg, counter, progress, refresh_s
-        self._step, self._read_at = 0, -1e9
+        self._state, self._read_at = (0, 0), -1e9
 
-    def _current_step(self) -> int:
+    def _progress(self) -> tuple[int, int]:
+        """(step, epoch), refreshed at most every refresh_s."""
         if self.progress is not None and time.monotonic() - self._read_at > self.refresh_s:
             import ray
 
-            self._step, self._read_at = ray.get(self.progress.get.remote()), time.monotonic()
-        return self._step
+            self._state, self._read_at = ray.get(self.progress.get.remote()), time.monotonic()
+        return self._state
 
     def __call__(self, row: dict) -> list[dict]:
         sample = {k: v for k, v in row.items() if isinstance(v, (bytes, bytearray)) or k == "__key__"}
         key, source = str(row.get("__key__")), str(row.get("__url__", "<shard>"))
-        step = self._current_step()
+        step, epoch = self._progress()
         temperature = temperature_at(step, self.cfg.total_steps, self.cfg.example.sampler)
         examples = []
         for draw in range(self.cfg.examples_per_clip):
-            rng = np.random.default_rng([self.cfg.seed, zlib.crc32(key.encode()), step, draw])
+            rng = np.random.default_rng([self.cfg.seed, zlib.crc32(key.encode()), epoch, draw])
             try:
                 examples.append(build_example(sample, source, rng, temperature, self.cfg.example))
             except (ShardError, ClipError, ValueError) as exc:
@@ -155,4 +162,36 @@ def example_dataset(cfg: DataConfig, counter=None, progress=None):
 
     paths = shard_paths(cfg.shard_dirs)
     raw = ray.data.read_webdataset(paths, decoder=None, include_paths=False)
+    raw.context.execution_options.preserve_order = True
     return raw.flat_map(_ExampleFn(cfg, counter, progress))
+
+
+class ExampleStream:
+    """Batches epoch after epoch from a Ray Data iterator (a dataset shard in a Train worker, or a
+    Dataset), with a resumable position: state_dict() = {"epoch", "batch"} (batches done in that
+    epoch). Put it in checkpoints; a stream built with that position continues with the next batch.
+    """
+
+    def __init__(self, source, batch_size: int, progress=None, position: dict | None = None):
+        self.source, self.batch_size, self.progress = source, batch_size, progress
+        position = position or {}
+        self.epoch, self.batch = int(position.get("epoch", 0)), int(position.get("batch", 0))
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def __iter__(self):
+        while True:
+            if self.progress is not None:
+                import ray
+
+                ray.get(self.progress.set_epoch.remote(self.epoch))
+            skip = self.batch
+            if skip:
+                log.info("resuming data at epoch %d: fast-forwarding %d batches already trained on", self.epoch, skip)
+            for index, batch in enumerate(self.source.iter_torch_batches(batch_size=self.batch_size, drop_last=True)):
+                if index < skip:
+                    continue
+                self.batch = index + 1
+                yield batch
+            self.epoch, self.batch = self.epoch + 1, 0
