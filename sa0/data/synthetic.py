@@ -194,9 +194,11 @@ def render_clip(head: HeadModel, subject: Subject, kind: str, timesteps: int, vi
             out = render(g, cams, bg, RenderConfig())
         images[t] = (out.image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         mattes[t] = (out.alpha[..., 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        face = out.means2d[:, subject.face_mask]
-        lo, hi = face.amin(1).numpy(), face.amax(1).numpy()
-        boxes[t] = np.concatenate((np.clip(lo, 0, resolution - 1), np.clip(hi, 1, resolution)), -1)
+        for c in range(views):
+            visible = subject.face_mask & (out.radii[c] > 0).all(-1)  # culled Gaussians have no 2D position
+            face = out.means2d[c, visible] if visible.any() else out.means2d.new_zeros(1, 2)
+            lo, hi = face.amin(0).numpy(), face.amax(0).numpy()
+            boxes[t, c] = np.concatenate((np.clip(lo, 0, resolution - 1), np.clip(hi, lo + 1, resolution)))
     meta = ClipMeta(subject=subject.name, clip_id=clip_id, dataset=dataset, domain=domain.name, split=split)
     return Clip(meta, images, mattes, viewmats, Ks, boxes, flame)
 
