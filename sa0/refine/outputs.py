@@ -1,0 +1,75 @@
+"""A refined subject's output directory, written atomically (METHOD §4 outputs).
+
+    OUT/<subject>/avatar.npz     animatable package (sa0.export.package)
+                 avatar.ply      world-space 3DGS at the reference frame
+                 metrics.json    held-out PSNR/SSIM (LPIPS: unavailable offline), maxAR, steps, seconds
+                 preview.mp4     held-out (or training) frames: ground truth | render
+
+Everything is written into a temporary sibling directory that is renamed into place at the end,
+so a subject directory either does not exist or is complete; `is_complete` checks that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sa0.data.schema import Clip
+from sa0.export.package import save_package
+from sa0.export.ply import export_ply
+from sa0.gaussians import bind
+from sa0.head import HeadModel
+from sa0.refine.refine import RefineResult, _camera, _frames, _posed, _target
+from sa0.render.api import render
+
+OUTPUT_FILES = ("avatar.npz", "avatar.ply", "metrics.json", "preview.mp4")
+
+
+def is_complete(subject_dir) -> bool:
+    subject_dir = Path(subject_dir)
+    return all((subject_dir / name).is_file() for name in OUTPUT_FILES)
+
+
+def _preview(head: HeadModel, result: RefineResult, clip: Clip, path: Path, fps: int = 10) -> None:
+    import imageio.v3 as iio
+
+    verts = _posed(head, clip)
+    frames = []
+    with torch.no_grad():
+        for t, c in _frames(clip)[:60]:
+            out = render(bind(result.local, verts[t], head.faces, head.layout), _camera(clip, t, c), torch.zeros(3))
+            truth = _target(clip, t, c, torch.zeros(3))
+            frames.append((torch.cat((truth[0], out.image[0].clamp(0, 1)), 1) * 255).round().byte().numpy())
+    iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
+
+
+def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, test: Clip | None,
+                          result: RefineResult, extra_metrics: dict | None = None) -> Path:
+    """Write OUT/<subject>/ atomically; returns its path."""
+    final = Path(out_dir) / subject
+    staging = Path(out_dir) / f".{subject}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        ref = result.reference_frame
+        save_package(staging / "avatar.npz", result.local, head.layout, train.flame.shape[ref],
+                     {"subject": subject, "reference_frame": ref, "flame_model": str(head.model_dir)})
+        with torch.no_grad():
+            verts = _posed(head, train)[ref]
+            export_ply(bind(result.local, verts, head.faces, head.layout), staging / "avatar.ply")
+        _preview(head, result, test if test is not None else train, staging / "preview.mp4")
+        metrics = {**result.metrics, **(extra_metrics or {}), "subject": subject,
+                   "lpips_note": "unavailable: LPIPS backbone weights cannot be loaded offline"}
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if final.exists():  # an incomplete leftover from an older sa0; complete ones are skipped upstream
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,111 @@
+"""Load one subject's clips from shards and run its refinement (the unit a batch task executes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from sa0.config import FlameConfig, LayoutConfig
+from sa0.data.schema import Clip, ClipError, ClipMeta
+from sa0.data.shards import MANIFEST, ShardError, iter_tar_samples, sample_to_clip
+from sa0.head import load_head_model
+from sa0.refine.outputs import is_complete, write_subject_outputs
+from sa0.refine.refine import RefineConfig, refine_subject
+
+
+class BadInput(ValueError):
+    """The subject's data cannot be refined (missing, malformed); not worth retrying."""
+
+
+def _sanitised(subject: str) -> str:
+    return ClipMeta(subject, "c", "d", "x", "train").key.split("__")[1]
+
+
+def load_subject_clips(subject: str, shard_dirs) -> list[Clip]:
+    want = _sanitised(subject)
+    clips = []
+    for directory in map(Path, shard_dirs):
+        manifest_path = directory / MANIFEST
+        if not manifest_path.is_file():
+            raise BadInput(f"{directory}: no {MANIFEST}")
+        for shard in json.loads(manifest_path.read_text())["shards"]:
+            if not any(key.split("__")[1] == want for key in shard["clips"]):
+                continue
+            for sample in iter_tar_samples(directory / shard["file"]):
+                if sample["__key__"].split("__")[1] == want:
+                    clips.append(sample_to_clip(sample, str(directory / shard["file"])))
+    if not clips:
+        raise BadInput(f"subject '{subject}' not found in {[str(d) for d in shard_dirs]}")
+    return clips
+
+
+def _slice(clip: Clip, sl: slice) -> Clip:
+    return dataclasses.replace(
+        clip, images=clip.images[sl], mattes=clip.mattes[sl], viewmats=clip.viewmats[sl], Ks=clip.Ks[sl],
+        face_boxes=clip.face_boxes[sl], flame=type(clip.flame)(**{k: v[sl] for k, v in clip.flame.as_dict().items()}))
+
+
+def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, Clip]:
+    """Test clips (split test/val) if any, else the last `holdout_fraction` of the training clip."""
+    train = [c for c in clips if c.meta.split == "train"]
+    test = [c for c in clips if c.meta.split != "train"]
+    if not train:
+        train, test = test[:1], test[1:]
+    base = max(train, key=lambda c: c.num_timesteps)
+    if test:
+        return base, test[0]
+    if base.num_timesteps < 3:
+        raise BadInput(f"subject '{base.meta.subject}': {base.num_timesteps} frames, need >= 3 to hold some out")
+    cut = base.num_timesteps - max(1, int(round(holdout_fraction * base.num_timesteps)))
+    return _slice(base, slice(0, cut)), _slice(base, slice(cut, None))
+
+
+def _maybe_crash(subject: str, point: str) -> None:
+    """Fault injection for tests: SA0_FAULT_INJECT="<subject>:<point>:<marker file>" makes the
+    process die at `point` once (the marker records that it already did)."""
+    spec = os.environ.get("SA0_FAULT_INJECT", "")
+    parts = spec.split(":", 2)
+    if len(parts) == 3 and parts[0] == subject and parts[1] == point and not Path(parts[2]).exists():
+        Path(parts[2]).write_text("crashed once\n")
+        os._exit(1)
+
+
+def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
+                refine: RefineConfig) -> dict:
+    """Refine one subject unless its complete output exists; -> a status row for the batch table."""
+    row = {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None,
+           "steps": 0, "seconds": 0.0, "reason": ""}
+    if is_complete(Path(out_dir) / subject):
+        metrics = json.loads((Path(out_dir) / subject / "metrics.json").read_text())
+        return {**row, "status": "skipped", "psnr": metrics.get("final", {}).get("psnr"),
+                "ssim": metrics.get("final", {}).get("ssim"), "max_ar": metrics.get("max_ar"),
+                "steps": metrics.get("steps", 0), "reason": "complete output exists"}
+    start = time.perf_counter()
+    try:
+        train, test = train_test(load_subject_clips(subject, shard_dirs))
+    except (BadInput, ClipError, ShardError) as exc:
+        return {**row, "reason": f"bad input: {exc}"}
+    head = load_head_model(flame, layout)
+    result = refine_subject(head, train, refine, test=test)
+    _maybe_crash(subject, "before_write")
+    write_subject_outputs(out_dir, subject, head, train, test, result)
+    final = result.metrics.get("final", {})
+    return {**row, "status": "done", "psnr": final.get("psnr"), "ssim": final.get("ssim"),
+            "max_ar": result.metrics["max_ar"], "steps": refine.steps,
+            "seconds": time.perf_counter() - start, "reason": ""}
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'subject':<24} {'status':<8} {'PSNR':>7} {'SSIM':>6} {'maxAR':>6} {'steps':>6} {'seconds':>8}  reason"
+    lines = [head, "-" * len(head)]
+    fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) and v is not None else "-"  # noqa: E731
+    for r in rows:
+        lines.append(f"{r['subject']:<24} {r['status']:<8} {fmt(r['psnr'], '7.2f'):>7} {fmt(r['ssim'], '6.3f'):>6} "
+                     f"{fmt(r['max_ar'], '6.1f'):>6} {r['steps']:>6} {fmt(r['seconds'], '8.1f'):>8}  {r['reason']}")
+    return "\n".join(lines)
+
+
+__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "train_test"]
