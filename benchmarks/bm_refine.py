@@ -1,0 +1,125 @@
+"""Refinement cost: one step vs a bare render forward+backward, steps/s, and fan-out speed-up.
+
+    python benchmarks/bm_refine.py [--json] [--quick]
+
+1. Synthetic head at R = 128: a full refinement step (bind, render over a random background,
+   L1 + SSIM + aspect penalty, backward, Adam, clamps) against a bare render forward + backward of
+   the same Gaussians with a plain sum loss, at 256^2 and 512^2, side by side (target <= 1.3x).
+2. Fan-out: N small subjects refined as Ray tasks on a simulated cluster of 1 node x 1 CPU vs
+   2 nodes x 1 CPU (ray.cluster_utils.Cluster); speed-up = time(1 node) / time(2 nodes)
+   (target >= 0.8 x nodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import torch
+
+from sa0.config import FlameConfig, LayoutConfig
+from sa0.data.shards import write_shards
+from sa0.data.synthetic import DOMAINS, synthetic_clips
+from sa0.flame.synthetic import write_synthetic_flame
+from sa0.gaussians import bind
+from sa0.head import load_head_model
+from sa0.refine import RefineConfig, refine_subject
+from sa0.refine.reference import neutral_init
+from sa0.refine.refine import _camera, _posed
+from sa0.render import render
+from sa0.types import LocalGaussians
+
+
+def _best(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_step(flame_dir: str, size: int, steps: int) -> dict:
+    head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=128))
+    (clip,) = list(synthetic_clips(head, "mono", 1, 1, 4, 1, size, DOMAINS["studio"], seed=0))
+    verts = _posed(head, clip)
+    init = neutral_init(head, verts[0], clip, 0)
+    leaves = [t.clone().requires_grad_() for t in (init.positions, init.rotations, init.log_scales, init.colors,
+                                                   init.opacity_logits)]
+    cam = _camera(clip, 0, 0)
+
+    def bare():
+        for leaf in leaves:
+            leaf.grad = None
+        out = render(bind(LocalGaussians(*leaves), verts[0], head.faces, head.layout), cam, torch.zeros(3))
+        (out.image.sum() + out.alpha.sum()).backward()
+
+    bare_s = _best(bare, 5)
+    refine_subject(head, clip, RefineConfig(steps=2, scale_freeze_steps=0), init=init)  # warm-up
+    cfg = RefineConfig(steps=steps, scale_freeze_steps=0, log_every=10**9)
+    t0 = time.perf_counter()
+    refine_subject(head, clip, cfg, init=init)
+    step_s = (time.perf_counter() - t0) / steps  # includes the run's own set-up, amortised over `steps`
+    return {"size": size, "gaussians": head.num_gaussians, "bare_render_fwd_bwd_s": bare_s, "refine_step_s": step_s,
+            "ratio": step_s / bare_s, "steps_per_s": 1.0 / step_s}
+
+
+def bench_fanout(flame_dir: str, subjects: int, steps: int) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sa0.refine.fanout import refine_batch
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    with tempfile.TemporaryDirectory() as tmp:
+        head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=48))
+        write_shards(synthetic_clips(head, "mono", subjects, 1, 6, 1, 64, DOMAINS["studio"], seed=2), f"{tmp}/shards")
+        names = [f"subj{i:04d}" for i in range(subjects)]
+        times = {}
+        for nodes in (1, 2):
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+            for _ in range(nodes):
+                cluster.add_node(num_cpus=1)
+            ray.init(address=cluster.address, log_to_driver=False)
+            try:
+                t0 = time.perf_counter()
+                refine_batch(names, [f"{tmp}/shards"], f"{tmp}/out{nodes}", FlameConfig(model_dir=flame_dir),
+                             LayoutConfig(uv_resolution=48), RefineConfig(steps=steps, log_every=10**9),
+                             max_in_flight=nodes)
+                times[nodes] = time.perf_counter() - t0
+            finally:
+                ray.shutdown()
+                cluster.shutdown()
+    return {"subjects": subjects, "steps": steps, "one_node_s": times[1], "two_nodes_s": times[2],
+            "speedup": times[1] / times[2], "target": 0.8 * 2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="256^2 only, fewer steps and subjects")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        flame_dir = str(write_synthetic_flame(tmp, seed=0))
+        sizes = (256,) if args.quick else (256, 512)
+        report = {"torch_threads": torch.get_num_threads(),
+                  "steps": [bench_step(flame_dir, s, 20 if args.quick else 60) for s in sizes],
+                  "fanout": bench_fanout(flame_dir, 4 if args.quick else 6, 200 if args.quick else 800)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for s in report["steps"]:
+        print(f"{s['size']}^2, {s['gaussians']} Gaussians: refine step {1000 * s['refine_step_s']:.1f} ms "
+              f"({s['steps_per_s']:.1f} steps/s) vs bare render fwd+bwd {1000 * s['bare_render_fwd_bwd_s']:.1f} ms: "
+              f"{s['ratio']:.2f}x (target <= 1.3x)")
+    f = report["fanout"]
+    print(f"fan-out, {f['subjects']} subjects x {f['steps']} steps: 1 node {f['one_node_s']:.1f}s, 2 nodes "
+          f"{f['two_nodes_s']:.1f}s -> {f['speedup']:.2f}x (target >= {f['target']:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()
