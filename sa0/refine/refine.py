@@ -133,7 +133,8 @@ def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip |
     if init.positions.shape[-2] != head.num_gaussians:
         raise ValueError(f"init has {init.positions.shape[-2]} Gaussians, the layout {head.num_gaussians}")
     params = {name: getattr(init, name).detach().clone().float().requires_grad_(True) for name in ATTRIBUTES}
-    optimizer = torch.optim.Adam([{"params": [params[n]], "lr": getattr(cfg, f"lr_{n}"), "name": n} for n in ATTRIBUTES])
+    optimizer = torch.optim.Adam([{"params": [params[n]], "lr": getattr(cfg, f"lr_{n}"), "name": n} for n in ATTRIBUTES],
+                                 foreach=True)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     metrics = {"initial": evaluate(head, LocalGaussians(**params), test, cfg.render)} if test is not None else {}
     frames = _frames(train)
