@@ -2,7 +2,7 @@
 
     python jobs/refine_batch.py --subjects list.txt --shards DIR [DIR ...] --out DIR
         [--flame-dir DIR] [--uv-resolution 128] [--steps 10000] [--max-in-flight N]
-        [--mlflow-uri URI | --no-mlflow] [--address RAY_ADDRESS] [--generator CKPT]
+        [--mlflow-uri URI | --no-mlflow] [--address RAY_ADDRESS] [--generator CKPT] [--set KEY=VALUE ...]
 
 list.txt holds one subject id per line (as in the shards' manifests; '#' starts a comment).
 Writes OUT/<subject>/{avatar.npz, avatar.ply, metrics.json, preview.mp4}; subjects whose output is
@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sa0.config import FlameConfig, LayoutConfig
+from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
 from sa0.refine.fanout import refine_batch
@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     parser.add_argument("--generator", default=None, help="generator checkpoint for the initialisation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a RefineConfig field, e.g. --set aspect_weight=0.5 (repeatable)")
     args = parser.parse_args(argv)
     if args.generator:
         parser.error("--generator: the feed-forward generator is not available yet; omit it to use the neutral init")
@@ -49,6 +51,10 @@ def main(argv=None) -> int:
     subjects = [s for s in subjects if s]
     if not subjects:
         parser.error(f"--subjects: {path} lists no subjects")
+    try:
+        refine_cfg = apply_overrides(RefineConfig(steps=args.steps), args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     import ray
 
     ray.init(address=args.address)
@@ -57,7 +63,7 @@ def main(argv=None) -> int:
         flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
         tracker.start("refine_batch", {"subjects": len(subjects), "steps": args.steps, "out": args.out})
         rows = refine_batch(subjects, args.shards, args.out, FlameConfig(model_dir=flame_dir),
-                            LayoutConfig(uv_resolution=args.uv_resolution), RefineConfig(steps=args.steps),
+                            LayoutConfig(uv_resolution=args.uv_resolution), refine_cfg,
                             max_in_flight=args.max_in_flight, tracker=tracker)
         tracker.end({"failed": sum(r["status"] == "failed" for r in rows)})
     ray.shutdown()

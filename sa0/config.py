@@ -17,6 +17,29 @@ def to_dict(config) -> dict[str, Any]:
     return asdict(config)
 
 
+def apply_overrides(config: T, items: list[str]) -> T:
+    """`KEY=VALUE` strings -> a copy of `config` with those fields set (values parsed by field type)."""
+    from dataclasses import replace
+
+    types = {f.name: type(getattr(config, f.name)) for f in fields(config)}
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"override {item!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
+        kind = types[key]
+        if kind is bool:
+            changes[key] = value.lower() in ("1", "true", "yes")
+        elif kind in (int, float, str):
+            try:
+                changes[key] = kind(value)
+            except ValueError as exc:
+                raise ValueError(f"override {item!r}: {key} must be {kind.__name__}") from exc
+        else:
+            raise ValueError(f"override {item!r}: field {key} cannot be set from the command line")
+    return replace(config, **changes)
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build `cls` from a dict, naming any unknown field."""
     known = {f.name for f in fields(cls)}

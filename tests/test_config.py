@@ -27,3 +27,15 @@ def test_unknown_field_is_named():
 def test_bad_values_are_rejected_with_the_field_named(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
         cls(**kwargs)
+
+
+def test_apply_overrides_parses_by_field_type():
+    from sa0.config import apply_overrides
+    from sa0.refine import RefineConfig
+
+    cfg = apply_overrides(RefineConfig(), ["aspect_weight=0.25", "scale_freeze_steps=100", "use_clamp=false"])
+    assert cfg.aspect_weight == 0.25 and cfg.scale_freeze_steps == 100 and cfg.use_clamp is False
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        apply_overrides(RefineConfig(), ["no_such_field=1"])
+    with pytest.raises(ValueError, match="must be int"):
+        apply_overrides(RefineConfig(), ["steps=many"])

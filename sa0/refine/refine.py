@@ -122,8 +122,11 @@ def _lr_factor(step: int, total: int, final: float) -> float:
 
 
 def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip | None = None,
-                   init: LocalGaussians | None = None, progress=None) -> RefineResult:
-    """Refine one subject on `train`; evaluate on `test` (held-out frames) before and after."""
+                   init: LocalGaussians | None = None, progress=None, on_log=None) -> RefineResult:
+    """Refine one subject on `train`; evaluate on `test` (held-out frames) before and after.
+
+    progress(step) is called every step; on_log(record) with each logged {step, loss, max_ar}.
+    """
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     verts = _posed(head, train)
@@ -161,6 +164,8 @@ def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip |
             clamp_log_scales(params["log_scales"], cfg.log_scale_min, cfg.log_scale_max, cfg.log_scale_spread)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             history.append({"step": step, "loss": float(loss.detach()), "max_ar": max_aspect_ratio(out)})
+            if on_log is not None:
+                on_log(history[-1])
         if progress is not None:
             progress(step)
     local = LocalGaussians(**{n: p.detach() for n, p in params.items()})
