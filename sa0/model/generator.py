@@ -42,11 +42,14 @@ class GeneratorInputs:
 @dataclass(frozen=True)
 class GeneratorOutputs:
     """local: LocalGaussians with (B, N, ...) attributes; deltas: the residual head's per-texel
-    deltas (B, N, 13) for the delta L1; uv_features: (B, C, R, R) before the heads."""
+    deltas (B, N, 13) for the delta L1; uv_features: (B, C, R, R) before the heads; head_maps: the
+    five heads' raw UV maps; view_code: the (B, 27) view encoding they saw (for the Jacobian term)."""
 
     local: LocalGaussians
     deltas: torch.Tensor
     uv_features: torch.Tensor
+    head_maps: dict
+    view_code: torch.Tensor
 
 
 class Generator(nn.Module):
@@ -62,7 +65,8 @@ class Generator(nn.Module):
         for name in ("positions", "rotations", "log_scales", "opacity_logits"):
             self.register_buffer(f"base_{name}", getattr(base, name).float())
 
-    def forward(self, x: GeneratorInputs) -> GeneratorOutputs:
+    def forward(self, x: GeneratorInputs, view_code: torch.Tensor | None = None) -> GeneratorOutputs:
+        """view_code: optionally a precomputed (B, 27) encoding (e.g. a leaf that needs gradients)."""
         b, k = x.src_mask.shape
         if k > self.cfg.max_sources:
             raise ValueError(f"{k} sources given, the model takes at most {self.cfg.max_sources}")
@@ -75,7 +79,9 @@ class Generator(nn.Module):
         pooled = masked_mean(warped.view((b, k) + warped.shape[1:]), x.src_mask)
         code = masked_mean(cls.view(b, k, -1), x.src_mask)
         uv = self.unet(pooled, code)
-        maps = self.heads(uv, harmonic_encoding(view_direction(x.tgt_viewmat)))
+        if view_code is None:
+            view_code = harmonic_encoding(view_direction(x.tgt_viewmat))
+        maps = self.heads(uv, view_code)
         deltas = self.residual(uv, x.tgt_condition)
         layout = self.head.layout
         get = lambda name: from_uv_map(maps[name], layout)  # noqa: E731
@@ -89,4 +95,4 @@ class Generator(nn.Module):
             colors=torch.sigmoid(get("colors") + delta["colors"]),
             opacity_logits=self.base_opacity_logits + get("opacity_logits")[..., 0],
         )
-        return GeneratorOutputs(local, torch.cat([delta[n] for n in deltas], -1), uv)
+        return GeneratorOutputs(local, torch.cat([delta[n] for n in deltas], -1), uv, maps, view_code)

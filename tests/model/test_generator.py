@@ -129,3 +129,20 @@ def test_bad_inputs_are_reported(generator, head):
         generator(GeneratorInputs(*list(x.__dict__.values())[:-1], torch.zeros(1, 50)))
     with pytest.raises(FileNotFoundError, match="encoder weights not found"):
         Generator(ModelConfig(encoder_weights="/nonexistent/vit.pth"), head)
+
+
+def test_random_init_encoder_jacobian_penalty_on_the_generator(head):
+    from sa0.losses.generator_terms import jacobian_penalty
+    from sa0.model.heads import harmonic_encoding, view_direction
+
+    torch.manual_seed(2)
+    gen = Generator(ModelConfig(unet_channels=(8,), dpt_channels=8, out_channels=8, residual_hidden=8), head)
+    x = _inputs(head, b=1, k=1)
+    gamma = harmonic_encoding(view_direction(x.tgt_viewmat)).detach().requires_grad_(True)
+    out = gen(x, view_code=gamma)
+    assert jacobian_penalty(out.head_maps, gamma).item() > 0  # random heads read the view code
+    with torch.no_grad():
+        for name in ("positions", "log_scales"):
+            gen.heads.heads[name].weight[:, 8:] = 0.0  # geometry blind to the view
+    out = gen(x, view_code=gamma)
+    assert jacobian_penalty(out.head_maps, gamma).item() == 0.0
