@@ -1,4 +1,4 @@
-"""Generator training: the single-device step (step.py); Ray Train + DeepSpeed wiring comes next."""
+"""Generator training: the single-device step (step.py) and the Ray Train + DeepSpeed loop (loop.py)."""
 
 from sa0.train.step import LossConfig, compute_losses, prepare_batch
 
