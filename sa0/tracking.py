@@ -28,12 +28,26 @@ class Tracker:
             log.warning("MLflow tracking disabled after an error: %s", exc)
         self._warned, self.enabled = True, False
 
-    def start(self, run_name: str, params: dict) -> None:
+    def start(self, run_name: str, params: dict, run_id: str | None = None) -> str | None:
+        """Start (or, given run_id, continue) the job's run; returns its id."""
+        if not self.enabled:
+            return None
+        try:
+            if run_id:
+                self._parent = self._mlflow.start_run(run_id=run_id)
+            else:
+                self._parent = self._mlflow.start_run(run_name=run_name)
+                self._mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            return self._parent.info.run_id
+        except Exception as exc:
+            self._fail(exc)
+            return None
+
+    def metrics(self, values: dict, step: int) -> None:
         if not self.enabled:
             return
         try:
-            self._parent = self._mlflow.start_run(run_name=run_name)
-            self._mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            self._mlflow.log_metrics({k: float(v) for k, v in values.items() if isinstance(v, (int, float))}, step=step)
         except Exception as exc:
             self._fail(exc)
 

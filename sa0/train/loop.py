@@ -41,6 +41,7 @@ class TrainConfig:
     cpus_per_worker: float = 0.5
     run_name: str = "sa0-generator"
     storage_path: str = "runs"
+    mlflow_uri: str | None = None  # None: no MLflow logging from the loop
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1 or self.num_workers < 1:
@@ -87,13 +88,19 @@ def train_loop_per_worker(spec: RunSpec) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.Adam(params, lr=cfg.lr),
                                            model_parameters=params, config=ds_config)
-    step, position = 0, None
+    step, position, run_id = 0, None, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
             engine.load_checkpoint(directory, tag="state")
             state = json.loads(open(os.path.join(directory, LOOP_STATE)).read())
-            step, position = state["step"], state["data"]
+            step, position, run_id = state["step"], state["data"], state.get("mlflow_run_id")
+    tracker = None
+    if cfg.mlflow_uri and ray.train.get_context().get_world_rank() == 0:
+        from sa0.tracking import Tracker
+
+        tracker = Tracker("sa0-generator", cfg.mlflow_uri)
+        run_id = tracker.start(cfg.run_name, _flatten(asdict(spec)), run_id=run_id)
     stream = ExampleStream(ray.train.get_dataset_shard("train"), cfg.batch_size, position=position)
     for batch in stream:
         prepared = prepare_batch(batch, head)
@@ -102,11 +109,13 @@ def train_loop_per_worker(spec: RunSpec) -> None:
         engine.step()
         step += 1
         metrics = {"step": step, "loss": float(total.detach()), **terms}
+        if tracker is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+            tracker.metrics(metrics, step)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             with tempfile.TemporaryDirectory() as directory:
                 engine.save_checkpoint(directory, tag="state")
                 state = {"schema_version": SCHEMA_VERSION, "step": step, "data": stream.state_dict(),
-                         "config": json.loads(json.dumps(asdict(spec), default=str))}
+                         "config": json.loads(json.dumps(asdict(spec), default=str)), "mlflow_run_id": run_id}
                 with open(os.path.join(directory, LOOP_STATE), "w") as fh:
                     json.dump(state, fh)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
@@ -114,6 +123,18 @@ def train_loop_per_worker(spec: RunSpec) -> None:
             ray.train.report(metrics)
         if step >= cfg.steps:
             break
+    if tracker is not None:
+        tracker.end()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def fit_generator(spec: RunSpec):

@@ -39,7 +39,8 @@ def test_random_init_encoder_two_workers_zero2_train_and_checkpoint(ray_session,
     write_shards(synthetic_clips(head, "mono", 3, 1, 6, 1, 64, DOMAINS["studio"], seed=3), tmp_path / "shards")
     spec = RunSpec(
         train=TrainConfig(steps=12, batch_size=2, lr=2e-3, checkpoint_every=6, log_every=3, num_workers=2,
-                          run_name="zero2", storage_path=str(tmp_path / "runs")),
+                          run_name="zero2", storage_path=str(tmp_path / "runs"),
+                          mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
         model=ModelConfig(unet_channels=(8, 16), dpt_channels=8, out_channels=8, residual_hidden=8),
         loss=LossConfig(jacobian=0.0),
         flame=FlameConfig(model_dir=str(synthetic_dir)),
@@ -63,3 +64,13 @@ def test_random_init_encoder_two_workers_zero2_train_and_checkpoint(ray_session,
     assert resumed.error is None and resumed.metrics["step"] == 15
     steps_seen = resumed.metrics_dataframe["step"].tolist()  # the run's history across both drivers
     assert steps_seen == sorted(set(steps_seen)) and steps_seen[-1] == 15, steps_seen  # no step repeated
+
+    # MLflow: one run for the job, continued by the resumed driver, each logged step once.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=spec.train.mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("sa0-generator").experiment_id])
+    assert len(runs) == 1
+    history = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
+    assert history == sorted(set(history)) and history[-1] == 15 and 3 in history, history
+    assert runs[0].data.params["train.zero_stage"] == "2"
