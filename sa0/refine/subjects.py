@@ -42,7 +42,8 @@ def load_subject_clips(subject: str, shard_dirs) -> list[Clip]:
     return clips
 
 
-def _slice(clip: Clip, sl: slice) -> Clip:
+def slice_timesteps(clip: Clip, sl: slice) -> Clip:
+    """The clip restricted to the timesteps in `sl` (all cameras)."""
     return dataclasses.replace(
         clip, images=clip.images[sl], mattes=clip.mattes[sl], viewmats=clip.viewmats[sl], Ks=clip.Ks[sl],
         face_boxes=clip.face_boxes[sl], flame=type(clip.flame)(**{k: v[sl] for k, v in clip.flame.as_dict().items()}))
@@ -60,7 +61,7 @@ def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, 
     if base.num_timesteps < 3:
         raise BadInput(f"subject '{base.meta.subject}': {base.num_timesteps} frames, need >= 3 to hold some out")
     cut = base.num_timesteps - max(1, int(round(holdout_fraction * base.num_timesteps)))
-    return _slice(base, slice(0, cut)), _slice(base, slice(cut, None))
+    return slice_timesteps(base, slice(0, cut)), slice_timesteps(base, slice(cut, None))
 
 
 def _maybe_crash(subject: str, point: str) -> None:
@@ -108,4 +109,4 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "train_test"]
+__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "slice_timesteps", "train_test"]

@@ -21,3 +21,33 @@ def tiny_clip(timesteps=3, cameras=2, height=8, width=10, subject="s01", clip_id
         face_boxes=np.tile(np.array([1.0, 1.0, width - 1.0, height - 1.0], dtype=np.float32), (t, c, 1)),
         flame=FlameTrack(f(20), f(10), f(3), f(3), f(3), f(6), f(3)),
     )
+
+
+def corrupt_member(shard_dir, key_part: str, member: str, data: bytes = b"not an image") -> None:
+    """Replace one member of every sample whose key contains `key_part` and rewrite its shard,
+    keeping manifest.json's byte count in step (so only the member itself is bad)."""
+    import io
+    import json
+    import tarfile
+    from pathlib import Path
+
+    from sa0.data.shards import iter_tar_samples
+
+    root = Path(shard_dir)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for entry in manifest["shards"]:
+        if not any(key_part in key for key in entry["clips"]):
+            continue
+        path = root / entry["file"]
+        samples = list(iter_tar_samples(path))
+        for sample in samples:
+            if key_part in sample["__key__"]:
+                sample[member] = data
+        with tarfile.open(path, "w") as tar:
+            for sample in samples:
+                for ext in sorted(k for k in sample if k != "__key__"):
+                    info = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
+                    info.size = len(sample[ext])
+                    tar.addfile(info, io.BytesIO(sample[ext]))
+        entry["bytes"] = path.stat().st_size
+    (root / "manifest.json").write_text(json.dumps(manifest))

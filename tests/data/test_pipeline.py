@@ -1,10 +1,8 @@
 """Ray Data streaming of examples: bad samples skipped and counted, shards checked up front,
 and a 2-worker Ray Train loop consuming K-source batches."""
 
-import io
 import json
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +11,8 @@ import pytest
 from sa0.data.examples import ExampleConfig
 from sa0.data.pipeline import DataConfig, example_dataset, make_actors, shard_paths
 from sa0.data.sampling import SamplerConfig
-from sa0.data.shards import ShardError, iter_tar_samples, write_shards
-from tests.data.clips import tiny_clip
+from sa0.data.shards import ShardError, write_shards
+from tests.data.clips import corrupt_member, tiny_clip
 
 pytestmark = pytest.mark.ray
 
@@ -37,21 +35,7 @@ def _shards(tmp_path, num_clips=6, timesteps=2, corrupt=None):
              for i in range(num_clips)]
     write_shards(clips, tmp_path, max_shard_bytes=1 << 12)
     if corrupt is not None:  # replace one image of one clip by garbage, keeping the manifest in step
-        manifest = json.loads((tmp_path / "manifest.json").read_text())
-        entry = next(s for s in manifest["shards"] if corrupt in s["clips"])
-        path = tmp_path / entry["file"]
-        samples = list(iter_tar_samples(path))
-        for sample in samples:
-            if sample["__key__"] == corrupt:
-                sample["f00001_c00.png"] = b"not an image"
-        with tarfile.open(path, "w") as tar:
-            for sample in samples:
-                for ext in sorted(k for k in sample if k != "__key__"):
-                    info = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
-                    info.size = len(sample[ext])
-                    tar.addfile(info, io.BytesIO(sample[ext]))
-        entry["bytes"] = path.stat().st_size
-        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        corrupt_member(tmp_path, corrupt, "f00001_c00.png")
     return tmp_path
 
 

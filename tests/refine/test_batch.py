@@ -1,16 +1,13 @@
 """refine_batch fan-out on a local Ray cluster: crash retries, bad input isolation, skipping."""
 
-import io
 import json
 import os
-import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.data.shards import iter_tar_samples, write_shards
+from sa0.data.shards import write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.export.package import load_package
 from sa0.head import load_head_model
@@ -18,6 +15,7 @@ from sa0.refine import RefineConfig
 from sa0.refine.fanout import refine_batch
 from sa0.refine.outputs import OUTPUT_FILES
 from sa0.refine.subjects import format_table
+from tests.data.clips import corrupt_member
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -39,21 +37,7 @@ def shards(tmp_path_factory, synthetic_dir):
     root = tmp_path_factory.mktemp("refine_shards")
     head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16))
     write_shards(synthetic_clips(head, "mono", 4, 1, 5, 1, 32, DOMAINS["studio"], seed=1), root)
-    # Corrupt one frame of subject subj0003 (bad input: it must fail alone).
-    path = root / "shard-000000.tar"
-    samples = list(iter_tar_samples(path))
-    for sample in samples:
-        if "subj0003" in sample["__key__"]:
-            sample["f00002_c00.png"] = b"broken"
-    with tarfile.open(path, "w") as tar:
-        for sample in samples:
-            for ext in sorted(k for k in sample if k != "__key__"):
-                info = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
-                info.size = len(sample[ext])
-                tar.addfile(info, io.BytesIO(sample[ext]))
-    manifest = json.loads((root / "manifest.json").read_text())
-    manifest["shards"][0]["bytes"] = path.stat().st_size
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    corrupt_member(root, "subj0003", "f00002_c00.png", b"broken")  # bad input: it must fail alone
     return root
 
 

@@ -1,7 +1,5 @@
 """Refinement core: reference-frame rule, frozen layout, held-out PSNR gain, aspect penalty effect."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -10,6 +8,7 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.head import load_head_model
 from sa0.refine import RefineConfig, choose_reference_frame, refine_subject
+from sa0.refine.subjects import slice_timesteps
 
 
 def test_reference_frame_rule():
@@ -21,17 +20,11 @@ def test_reference_frame_rule():
     assert picks <= {0, 1, 2} and len(picks) > 1  # random among the bottom 10% (3 of 30 frames)
 
 
-def _split(clip, sl):
-    return dataclasses.replace(
-        clip, images=clip.images[sl], mattes=clip.mattes[sl], viewmats=clip.viewmats[sl], Ks=clip.Ks[sl],
-        face_boxes=clip.face_boxes[sl], flame=type(clip.flame)(**{k: v[sl] for k, v in clip.flame.as_dict().items()}))
-
-
 @pytest.fixture(scope="module")
 def subject(synthetic_dir):
     head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=32))
     (clip,) = list(synthetic_clips(head, "mono", 1, 1, 10, 1, 64, DOMAINS["studio"], seed=3))
-    return head, _split(clip, slice(0, 8)), _split(clip, slice(8, 10))
+    return head, slice_timesteps(clip, slice(0, 8)), slice_timesteps(clip, slice(8, 10))
 
 
 @pytest.mark.slow
