@@ -3,7 +3,8 @@
 The loop runs under Ray Train's TorchTrainer, which has already set up torch.distributed (gloo on
 CPU, NCCL on GPU); DeepSpeed attaches to that process group. Each `checkpoint_every` steps every
 rank saves the DeepSpeed state (ZeRO shards have per-rank names, so Ray merges them into one
-checkpoint) plus loop.json (step, data position, resolved config); Ray Train commits it. On a
+checkpoint) plus its own loop_rank<r>.json (step, that rank's data position, resolved config, and on
+rank 0 the MLflow run id); Ray Train commits it. On a
 restart (worker crash, or the same RunConfig name after the driver died) the loop loads the latest
 checkpoint and continues from its step and data position.
 """
@@ -22,7 +23,7 @@ from sa0.data.pipeline import DataConfig
 from sa0.model import ModelConfig
 from sa0.train.step import LossConfig
 
-LOOP_STATE = "loop.json"
+LOOP_STATE = "loop_rank{rank}.json"  # one per rank: Ray merges every rank's checkpoint files
 SCHEMA_VERSION = 1
 
 
@@ -89,14 +90,15 @@ def train_loop_per_worker(spec: RunSpec) -> None:
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.Adam(params, lr=cfg.lr),
                                            model_parameters=params, config=ds_config)
     step, position, run_id = 0, None, None
+    rank = ray.train.get_context().get_world_rank()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
             engine.load_checkpoint(directory, tag="state")
-            state = json.loads(open(os.path.join(directory, LOOP_STATE)).read())
+            state = json.loads(open(os.path.join(directory, LOOP_STATE.format(rank=rank))).read())
             step, position, run_id = state["step"], state["data"], state.get("mlflow_run_id")
     tracker = None
-    if cfg.mlflow_uri and ray.train.get_context().get_world_rank() == 0:
+    if cfg.mlflow_uri and rank == 0:
         from sa0.tracking import Tracker
 
         tracker = Tracker("sa0-generator", cfg.mlflow_uri)
@@ -116,7 +118,7 @@ def train_loop_per_worker(spec: RunSpec) -> None:
                 engine.save_checkpoint(directory, tag="state")
                 state = {"schema_version": SCHEMA_VERSION, "step": step, "data": stream.state_dict(),
                          "config": json.loads(json.dumps(asdict(spec), default=str)), "mlflow_run_id": run_id}
-                with open(os.path.join(directory, LOOP_STATE), "w") as fh:
+                with open(os.path.join(directory, LOOP_STATE.format(rank=rank)), "w") as fh:
                     json.dump(state, fh)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
         elif step % cfg.log_every == 0:

@@ -53,9 +53,10 @@ def test_random_init_encoder_two_workers_zero2_train_and_checkpoint(ray_session,
     assert result.error is None
     assert result.metrics["step"] == 12
     with result.checkpoint.as_directory() as directory:
-        state = json.loads((Path(directory) / LOOP_STATE).read_text())
+        state = json.loads((Path(directory) / LOOP_STATE.format(rank=0)).read_text())
+        assert (Path(directory) / LOOP_STATE.format(rank=1)).is_file()  # each rank keeps its own position
         files = [p.name for p in Path(directory).rglob("*") if p.is_file()]
-    assert state["step"] == 12 and state["data"]["batch"] > 0
+    assert state["step"] == 12 and state["data"]["batch"] > 0 and state["mlflow_run_id"]
     assert sum("zero_pp_rank_0" in f for f in files) and sum("zero_pp_rank_1" in f for f in files)  # both ZeRO shards
 
     # The same run name again (as after a killed driver), with a longer target: it resumes at step 12.
