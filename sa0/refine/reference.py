@@ -8,6 +8,7 @@ import torch
 from sa0.data.schema import Clip
 from sa0.gaussians import face_frames, init_local_gaussians, texel_points
 from sa0.head import HeadModel
+from sa0.model.uv import project_points, sample_at
 from sa0.types import LocalGaussians
 
 
@@ -23,14 +24,6 @@ def choose_reference_frame(jaw: np.ndarray, rng: np.random.Generator, threshold:
     return int(rng.choice(bottom))
 
 
-def _bilinear(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """Sample (H, W, C) at continuous pixel positions uv (N, 2) (pixel centres at +0.5), clamped."""
-    h, w = image.shape[:2]
-    grid = torch.stack((uv[:, 0] / w * 2 - 1, uv[:, 1] / h * 2 - 1), -1)[None, None]
-    out = torch.nn.functional.grid_sample(image.permute(2, 0, 1)[None], grid, align_corners=False, padding_mode="border")
-    return out[0, :, 0].T
-
-
 def neutral_init(head: HeadModel, verts: torch.Tensor, clip: Clip, t: int, camera: int = 0) -> LocalGaussians:
     """Flat discs on the reference-frame mesh (vertices (V, 3)), coloured by projecting each texel's
     surface point into the reference image (the UV warp); texels facing away from the camera get
@@ -39,10 +32,11 @@ def neutral_init(head: HeadModel, verts: torch.Tensor, clip: Clip, t: int, camer
     points = texel_points(verts, head.faces, head.layout)
     view = torch.as_tensor(clip.viewmats[t, camera], dtype=verts.dtype)
     K = torch.as_tensor(clip.Ks[t, camera], dtype=verts.dtype)
-    cam = points @ view[:3, :3].T + view[:3, 3]
-    uv = (cam @ K.T)[:, :2] / cam[:, 2:3].clamp_min(1e-6)
     image = torch.as_tensor(clip.images[t, camera], dtype=verts.dtype) / 255.0
-    colors = _bilinear(image, uv)
+    h, w = image.shape[:2]
+    pixels = project_points(points[None], view[None], K[None])
+    colors = sample_at(image.permute(2, 0, 1)[None], pixels, w, h)[0]
+    cam = points @ view[:3, :3].T + view[:3, 3]
     rotations, _, _ = face_frames(verts, head.faces)
     normals = rotations[head.layout.face_idx][..., 1] @ view[:3, :3].T
     facing = (normals * cam).sum(-1) < 0  # normal points back toward the camera
