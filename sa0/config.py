@@ -5,7 +5,8 @@ Each config converts to/from plain dicts (for checkpoints, MLflow params and job
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -17,27 +18,60 @@ def to_dict(config) -> dict[str, Any]:
     return asdict(config)
 
 
-def apply_overrides(config: T, items: list[str]) -> T:
-    """`KEY=VALUE` strings -> a copy of `config` with those fields set (values parsed by field type)."""
-    from dataclasses import replace
+def _parse_value(item: str, path: str, hint, value: str):
+    """One override value -> hint's type (bool, int, float, str, tuple of those, or optional)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint):
+        if value.lower() in ("none", "null", ""):
+            return None
+        hint = args[0]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        inner = typing.get_args(hint)[0]
+        return tuple(_parse_value(item, path, inner, v.strip()) for v in value.split(",") if v.strip())
+    if hint is bool:
+        if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"override {item!r}: {path} must be true or false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    if hint in (int, float, str):
+        try:
+            return hint(value)
+        except ValueError as exc:
+            raise ValueError(f"override {item!r}: {path} must be {hint.__name__}, got {value!r}") from exc
+    raise ValueError(f"override {item!r}: field {path} cannot be set from the command line")
 
-    types = {f.name: type(getattr(config, f.name)) for f in fields(config)}
-    changes = {}
+
+def _override(config, keys: list[str], value: str, item: str, prefix: str):
+    names = {f.name for f in fields(config)}
+    key = keys[0]
+    path = prefix + key
+    if key not in names:
+        raise ValueError(f"override {item!r}: unknown key {path!r}; {type(config).__name__} has {sorted(names)}")
+    current = getattr(config, key)
+    if len(keys) > 1:
+        if not is_dataclass(current):
+            raise ValueError(f"override {item!r}: {path} is not a config section (it is {current!r})")
+        new = _override(current, keys[1:], value, item, path + ".")
+    elif is_dataclass(current) and value.lower() == "none" and type(None) in typing.get_args(
+            typing.get_type_hints(type(config))[key]):
+        new = None  # an optional section switched off, e.g. phase2=none
+    elif is_dataclass(current):
+        raise ValueError(f"override {item!r}: {path} is a section; set one of its fields, e.g. {path}.<field>=...")
+    else:
+        new = _parse_value(item, path, typing.get_type_hints(type(config))[key], value)
+    return replace(config, **{key: new})
+
+
+def apply_overrides(config: T, items: list[str]) -> T:
+    """`KEY=VALUE` strings -> a copy of `config` with those fields set; KEY may be a dotted path into
+    nested configs (`phase1.loss.lpips=1`); values are parsed by the field's type (tuples take
+    comma-separated items, optional fields take `none`). Bad keys and values raise ValueError."""
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in types:
-            raise ValueError(f"override {item!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
-        kind = types[key]
-        if kind is bool:
-            changes[key] = value.lower() in ("1", "true", "yes")
-        elif kind in (int, float, str):
-            try:
-                changes[key] = kind(value)
-            except ValueError as exc:
-                raise ValueError(f"override {item!r}: {key} must be {kind.__name__}") from exc
-        else:
-            raise ValueError(f"override {item!r}: field {key} cannot be set from the command line")
-    return replace(config, **changes)
+        if not sep or not key:
+            raise ValueError(f"override {item!r}: expected KEY=VALUE")
+        config = _override(config, key.split("."), value, item, "")
+    return config
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,13 @@ class HeadModel:
     @property
     def num_gaussians(self) -> int:
         return self.layout.num_gaussians
+
+    def to(self, device: torch.device | str) -> "HeadModel":
+        """This head on `device` (faces and layout are copied; the FLAME layer, an nn.Module, moves in place)."""
+        layout = dataclasses.replace(self.layout, **{
+            f.name: getattr(self.layout, f.name).to(device)
+            for f in dataclasses.fields(self.layout) if isinstance(getattr(self.layout, f.name), torch.Tensor)})
+        return HeadModel(self.flame.to(device), self.faces.to(device), layout, self.model_dir)
 
     def albedo(self) -> torch.Tensor | None:
         """Per-Gaussian RGB (N, 3) from a synthetic head's synthetic_albedo.npz, else None."""

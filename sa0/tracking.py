@@ -51,6 +51,15 @@ class Tracker:
         except Exception as exc:
             self._fail(exc)
 
+    def image(self, image, key: str, step: int) -> None:
+        """An (H, W, 3) uint8 image as a step-indexed image series (the MLflow UI's image grid view)."""
+        if not self.enabled:
+            return
+        try:
+            self._mlflow.log_image(image, key=key, step=step)
+        except Exception as exc:
+            self._fail(exc)
+
     def child(self, run_name: str, params: dict, metrics: dict, artifacts: list[str] = ()) -> None:
         if not self.enabled:
             return

@@ -35,7 +35,29 @@ def test_apply_overrides_parses_by_field_type():
 
     cfg = apply_overrides(RefineConfig(), ["aspect_weight=0.25", "scale_freeze_steps=100", "use_clamp=false"])
     assert cfg.aspect_weight == 0.25 and cfg.scale_freeze_steps == 100 and cfg.use_clamp is False
-    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+    with pytest.raises(ValueError, match="unknown key 'no_such_field'"):
         apply_overrides(RefineConfig(), ["no_such_field=1"])
-    with pytest.raises(ValueError, match="must be int"):
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        apply_overrides(RefineConfig(), ["steps"])
+    with pytest.raises(ValueError, match="steps must be int"):
         apply_overrides(RefineConfig(), ["steps=many"])
+    with pytest.raises(ValueError, match="use_clamp must be true or false"):
+        apply_overrides(RefineConfig(), ["use_clamp=maybe"])
+
+
+def test_nested_overrides_walk_sections_and_parse_tuples_and_optionals():
+    from sa0.config import apply_overrides
+    from sa0.data.pipeline import DataConfig
+
+    cfg = apply_overrides(DataConfig(), ["shard_dirs=a,b", "example.sampler.max_sources=2", "example.image_size=64"])
+    assert cfg.shard_dirs == ("a", "b") and cfg.example.sampler.max_sources == 2 and cfg.example.image_size == 64
+    with pytest.raises(ValueError, match="unknown key 'example.sampler.k'"):
+        apply_overrides(DataConfig(), ["example.sampler.k=2"])
+    with pytest.raises(ValueError, match="example is a section"):
+        apply_overrides(DataConfig(), ["example=1"])
+    with pytest.raises(ValueError, match="seed is not a config section"):
+        apply_overrides(DataConfig(), ["seed.x=1"])
+    from sa0.model import ModelConfig
+
+    assert apply_overrides(ModelConfig(encoder_weights="w.pt"), ["encoder_weights=none"]).encoder_weights is None
+    assert apply_overrides(ModelConfig(), ["unet_channels=8,16"]).unet_channels == (8, 16)

@@ -23,8 +23,8 @@ class ModelConfig:
     max_sources: int = 4
 
     def __post_init__(self):
-        if not 1 <= self.max_sources <= 16:
-            raise ValueError(f"ModelConfig.max_sources must be in [1, 16], got {self.max_sources}")
+        if not 1 <= self.max_sources <= 4:
+            raise ValueError(f"ModelConfig.max_sources (K) must be in 1..4 (METHOD §2), got {self.max_sources}")
         if self.image_size < 28 or self.dpt_channels < 1 or self.out_channels < 1 or not self.unet_channels:
             raise ValueError("ModelConfig sizes must be positive (image_size >= 28)")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.schema import Clip, ClipError, ClipMeta
 from sa0.data.shards import MANIFEST, ShardError, iter_tar_samples, sample_to_clip
+from sa0.faults import maybe_crash
 from sa0.head import load_head_model
 from sa0.refine.outputs import is_complete, write_subject_outputs
 from sa0.refine.refine import RefineConfig, refine_subject
@@ -64,16 +64,6 @@ def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, 
     return slice_timesteps(base, slice(0, cut)), slice_timesteps(base, slice(cut, None))
 
 
-def _maybe_crash(subject: str, point: str) -> None:
-    """Fault injection for tests: SA0_FAULT_INJECT="<subject>:<point>:<marker file>" makes the
-    process die at `point` once (the marker records that it already did)."""
-    spec = os.environ.get("SA0_FAULT_INJECT", "")
-    parts = spec.split(":", 2)
-    if len(parts) == 3 and parts[0] == subject and parts[1] == point and not Path(parts[2]).exists():
-        Path(parts[2]).write_text("crashed once\n")
-        os._exit(1)
-
-
 def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                 refine: RefineConfig) -> dict:
     """Refine one subject unless its complete output exists; -> a status row for the batch table."""
@@ -91,7 +81,7 @@ def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: L
         return {**row, "reason": f"bad input: {exc}"}
     head = load_head_model(flame, layout)
     result = refine_subject(head, train, refine, test=test)
-    _maybe_crash(subject, "before_write")
+    maybe_crash(subject, "before_write")
     write_subject_outputs(out_dir, subject, head, train, test, result)
     final = result.metrics.get("final", {})
     return {**row, "status": "done", "psnr": final.get("psnr"), "ssim": final.get("ssim"),

@@ -1,160 +1,237 @@
-"""Distributed generator training: the per-worker loop (DeepSpeed engine) and its Ray Train wiring.
+"""The per-worker training loop of one phase: DeepSpeed engine, schedule, checkpoints, tracking.
 
-The loop runs under Ray Train's TorchTrainer, which has already set up torch.distributed (gloo on
-CPU, NCCL on GPU); DeepSpeed attaches to that process group. Each `checkpoint_every` steps every
-rank saves the DeepSpeed state (ZeRO shards have per-rank names, so Ray merges them into one
-checkpoint) plus its own loop_rank<r>.json (step, that rank's data position, resolved config, and on
-rank 0 the MLflow run id); Ray Train commits it. On a
-restart (worker crash, or the same RunConfig name after the driver died) the loop loads the latest
-checkpoint and continues from its step and data position.
+Runs inside a Ray Train worker (TorchTrainer has set up torch.distributed: gloo on CPU, NCCL on
+GPU; DeepSpeed attaches to that process group). Every `checkpoint_every` steps and at the end of
+the phase every rank saves its DeepSpeed state into a temporary directory and then its completion
+marker (sa0.train.checkpoint), and reports it; Ray merges the ranks' files into one checkpoint and
+commits it. At the phase's last step rank 0 also writes the full generator state (generator.pt),
+which the driver exports. On a restart (a worker died and Ray restarted the group, or the driver
+died and the same run name was launched again) the loop verifies the latest checkpoint, loads it
+and continues from its step and data position; the `segments` it records show which steps each
+attempt trained.
+
+Rank 0 keeps metric rows in memory and sends them to MLflow only after the checkpoint covering
+them is committed, so a resumed run never logs a step twice; it also logs an image grid
+(sources | target | prediction | alpha) at each checkpoint and prints one line per `log_every`
+steps with samples/s and the ETA.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass
 
 import torch
 
-from sa0.config import FlameConfig, LayoutConfig
-from sa0.data.pipeline import DataConfig
-from sa0.model import ModelConfig
-from sa0.train.step import LossConfig
+from sa0.faults import maybe_crash
+from sa0.train.checkpoint import verify_checkpoint, write_rank_marker
+from sa0.train.recipes import GeneratorJob, PhaseConfig
 
-LOOP_STATE = "loop_rank{rank}.json"  # one per rank: Ray merges every rank's checkpoint files
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """steps: optimiser steps; batch_size: per worker; zero_stage: DeepSpeed ZeRO stage (0-2)."""
-
-    steps: int = 200
-    batch_size: int = 2
-    lr: float = 2.5e-4
-    grad_clip: float = 5.0
-    zero_stage: int = 2
-    checkpoint_every: int = 50
-    log_every: int = 10
-    num_workers: int = 2
-    cpus_per_worker: float = 0.5
-    run_name: str = "sa0-generator"
-    storage_path: str = "runs"
-    mlflow_uri: str | None = None  # None: no MLflow logging from the loop
-
-    def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.num_workers < 1:
-            raise ValueError("TrainConfig.steps, batch_size and num_workers must be >= 1")
-        if self.zero_stage not in (0, 1, 2):
-            raise ValueError(f"TrainConfig.zero_stage must be 0, 1 or 2, got {self.zero_stage}")
-        if self.lr <= 0 or self.grad_clip <= 0 or self.checkpoint_every < 1 or self.log_every < 1:
-            raise ValueError("TrainConfig.lr, grad_clip, checkpoint_every and log_every must be positive")
+log = logging.getLogger(__name__)
+GENERATOR_FILE = "generator.pt"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunSpec:
-    """Everything a worker needs, as plain picklable configs."""
+@dataclass(frozen=True)
+class PhaseRun:
+    """What every worker of one phase gets. init: an exported generator to start from (phase 2:
+    phase 1's, which is also the L2-SP anchor); mlflow_run_id: the job's MLflow run (None: off)."""
 
-    train: TrainConfig
-    model: ModelConfig
-    loss: LossConfig
-    flame: FlameConfig
-    layout: LayoutConfig
-    data: DataConfig = field(default_factory=DataConfig)
+    job: GeneratorJob
+    phase: int
+    init: str | None = None
+    mlflow_run_id: str | None = None
 
-
-def train_loop_per_worker(spec: RunSpec) -> None:
-    import deepspeed
-    import ray.train
-
-    from sa0.data.pipeline import ExampleStream
-    from sa0.head import load_head_model
-    from sa0.model import Generator
-    from sa0.train.step import compute_losses, prepare_batch
-
-    cfg = spec.train
-    torch.manual_seed(1234)  # identical initial weights on every rank
-    head = load_head_model(spec.flame, spec.layout)
-    model = Generator(spec.model, head)
-    params = [p for p in model.parameters() if p.requires_grad]
-    ds_config = {
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        "steps_per_print": 10**9,
-    }
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.Adam(params, lr=cfg.lr),
-                                           model_parameters=params, config=ds_config)
-    step, position, run_id = 0, None, None
-    rank = ray.train.get_context().get_world_rank()
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as directory:
-            engine.load_checkpoint(directory, tag="state")
-            state = json.loads(open(os.path.join(directory, LOOP_STATE.format(rank=rank))).read())
-            step, position, run_id = state["step"], state["data"], state.get("mlflow_run_id")
-    tracker = None
-    if cfg.mlflow_uri and rank == 0:
-        from sa0.tracking import Tracker
-
-        tracker = Tracker("sa0-generator", cfg.mlflow_uri)
-        run_id = tracker.start(cfg.run_name, _flatten(asdict(spec)), run_id=run_id)
-    stream = ExampleStream(ray.train.get_dataset_shard("train"), cfg.batch_size, position=position)
-    for batch in stream:
-        prepared = prepare_batch(batch, head)
-        total, terms, _ = compute_losses(engine.module, prepared, spec.loss)
-        engine.backward(total)
-        engine.step()
-        step += 1
-        metrics = {"step": step, "loss": float(total.detach()), **terms}
-        if tracker is not None and (step % cfg.log_every == 0 or step == cfg.steps):
-            tracker.metrics(metrics, step)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            with tempfile.TemporaryDirectory() as directory:
-                engine.save_checkpoint(directory, tag="state")
-                state = {"schema_version": SCHEMA_VERSION, "step": step, "data": stream.state_dict(),
-                         "config": json.loads(json.dumps(asdict(spec), default=str)), "mlflow_run_id": run_id}
-                with open(os.path.join(directory, LOOP_STATE.format(rank=rank)), "w") as fh:
-                    json.dump(state, fh)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-        elif step % cfg.log_every == 0:
-            ray.train.report(metrics)
-        if step >= cfg.steps:
-            break
-    if tracker is not None:
-        tracker.end()
+    @property
+    def cfg(self) -> PhaseConfig:
+        return self.job.phase1 if self.phase == 1 else self.job.phase2
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
 
 
-def fit_generator(spec: RunSpec):
-    """Run (or resume, for the same run_name and storage_path) the training; returns Ray's Result."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+def _build_engine(run: PhaseRun, device: torch.device):
+    import deepspeed
 
-    from sa0.data.pipeline import example_dataset
+    from sa0.head import load_head_model
+    from sa0.model import Generator
+    from sa0.train.checkpoint import load_generator
+    from sa0.train.optim import make_optimizer, make_scheduler
 
-    cfg = spec.train
-    use_gpu = torch.cuda.is_available()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=spec,
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker=None if use_gpu else {"CPU": cfg.cpus_per_worker}),
-        run_config=RunConfig(name=cfg.run_name, storage_path=os.path.abspath(cfg.storage_path),
-                             failure_config=FailureConfig(max_failures=2)),
-        datasets={"train": example_dataset(spec.data)},
-    )
-    return trainer.fit()
+    job, cfg = run.job, run.cfg
+    torch.manual_seed(job.train.seed)  # identical initial weights on every rank
+    head = load_head_model(job.flame, job.layout).to(device)
+    model = Generator(job.model, head)
+    anchor = None
+    if run.init:
+        state, _ = load_generator(run.init)
+        model.load_state_dict(state)
+        if cfg.loss.l2_sp > 0:
+            anchor = {n: p.detach().clone().to(device) for n, p in model.named_parameters() if p.requires_grad}
+    model.to(device)
+    optimizer = make_optimizer(model, cfg.optim)
+    ds_config = {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": job.train.grad_clip,
+        "zero_optimization": {"stage": job.train.zero_stage},
+        "steps_per_print": 10**9,
+    }
+    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config,
+                                           lr_scheduler=make_scheduler(optimizer, cfg.steps, cfg.optim))
+    return engine, head, anchor
+
+
+def _lpips(cfg: PhaseConfig, device):
+    if cfg.loss.lpips <= 0:
+        return None
+    from sa0.losses.generator_terms import make_lpips
+
+    return make_lpips().to(device)
+
+
+class _Logger:
+    """Rank 0's metric buffer, console lines and MLflow hand-off."""
+
+    def __init__(self, run: PhaseRun, start_step: int):
+        self.run, self.prefix, self.rows = run, f"phase{run.phase}/", []
+        self.t0, self.start_step = time.monotonic(), start_step
+        self.tracker = None
+        if run.mlflow_run_id:
+            from sa0.tracking import Tracker
+
+            self.tracker = Tracker("sa0-generator", run.job.train.mlflow_uri)
+            self.tracker.start(run.job.train.run_name, {}, run_id=run.mlflow_run_id)
+
+    def add(self, step: int, metrics: dict) -> None:
+        self.rows.append((step, {self.prefix + k: v for k, v in metrics.items()}))
+        total = self.run.cfg.steps
+        rate = (step - self.start_step) / max(1e-9, time.monotonic() - self.t0)
+        eta = (total - step) / rate if rate > 0 else float("nan")
+        print(f"[phase{self.run.phase}] step {step}/{total}  loss {metrics['loss']:.4f}  "
+              f"{metrics['samples_per_s']:.1f} samples/s  data wait {100 * metrics['data_wait_frac']:.0f}%  "
+              f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta == eta else '?'}", flush=True)
+
+    def committed(self, step: int, grid=None) -> None:
+        """The checkpoint at `step` is committed: send every buffered row up to it."""
+        if self.tracker is not None:
+            for row_step, values in self.rows:
+                self.tracker.metrics(values, row_step)
+            if grid is not None:
+                self.tracker.image(grid, f"phase{self.run.phase}_grid", step)
+        self.rows = []
+
+    def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.end()
+
+
+def image_grid(batch: dict, shown: dict, index: int = 0) -> "np.ndarray":  # noqa: F821
+    """One example as a uint8 row: its valid sources | target | prediction | alpha (H, W*(K+3), 3)."""
+    import numpy as np
+
+    src = torch.as_tensor(batch["src_images"])[index].cpu().numpy()  # (K, h, w, 3) uint8
+    mask = torch.as_tensor(batch["src_mask"])[index].cpu().numpy().astype(bool)
+    target = torch.as_tensor(batch["tgt_image"])[index].cpu().numpy()
+    h, w = target.shape[:2]
+    pred = (shown["image"][index].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+    alpha = (shown["alpha"][index].clamp(0, 1).cpu().numpy() * 255).astype(np.uint8).repeat(3, -1)
+    tiles = [s if s.shape[:2] == (h, w) else np.asarray(
+        torch.nn.functional.interpolate(torch.as_tensor(s).permute(2, 0, 1)[None].float(), size=(h, w))[0]
+        .permute(1, 2, 0).byte()) for s in src[mask]]
+    return np.concatenate(tiles + [target, pred, alpha], axis=1)
+
+
+def _resume(engine, world: int, rank: int) -> dict:
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if not checkpoint:
+        return {"step": 0, "data": None, "segments": []}
+    with checkpoint.as_directory() as directory:
+        state = verify_checkpoint(directory, world)[rank]
+        engine.load_checkpoint(directory, tag="state")
+    log.info("rank %d resumed at step %d (data position %s)", rank, state["step"], state["data"])
+    return state
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter, "progress": TrainingProgress}."""
+    import ray.train
+
+    from sa0.data.pipeline import ExampleStream
+    from sa0.train.step import compute_losses, prepare_batch
+
+    run, counter, progress = config["run"], config.get("counter"), config.get("progress")
+    cfg, train = run.cfg, run.job.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if train.use_gpu == "true":
+        device = ray.train.torch.get_device()
+    else:
+        device = torch.device("cpu")
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported (in _build_engine)
+    engine, head, anchor = _build_engine(run, device)
+    lpips_fn = _lpips(cfg, device)
+    state = _resume(engine, world, rank)
+    step, segments = state["step"], [list(s) for s in state["segments"]]
+    if step >= cfg.steps:
+        return  # this phase finished before the restart; its last checkpoint holds the result
+    segments.append([step + 1, step])
+    logger = _Logger(run, step) if rank == 0 else None
+    if rank == 0 and progress is not None:
+        progress.set_step.remote(step)
+    stream = ExampleStream(ray.train.get_dataset_shard("train"), cfg.batch_size, progress, position=state["data"])
+    batches = iter(stream)
+    waited, computed = 0.0, 0.0
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        batch = next(batches)
+        t1 = time.perf_counter()
+        total, terms, shown = compute_losses(engine.module, prepare_batch(batch, head, device), cfg.loss, lpips_fn,
+                                             anchor, bf16=cfg.bf16)
+        engine.backward(total)
+        engine.step()
+        step += 1
+        segments[-1][1] = step
+        waited, computed = waited + t1 - t0, computed + time.perf_counter() - t1
+        maybe_crash(f"{train.run_name}-rank{rank}", f"step{step}")
+        checkpoint_now = step % train.checkpoint_every == 0 or step == cfg.steps
+        if not checkpoint_now and step % train.log_every:
+            continue
+        metrics = {"step": step, "loss": float(total.detach()), **terms, "lr": engine.get_lr()[0],
+                   "samples_per_s": world * cfg.batch_size * (step - segments[-1][0] + 1) / max(1e-9, waited + computed),
+                   "data_wait_frac": waited / max(1e-9, waited + computed)}
+        if rank == 0:
+            if counter is not None:
+                metrics["skipped_samples"] = ray.get(counter.count.remote())
+            if progress is not None:
+                progress.set_step.remote(step)
+            logger.add(step, metrics)
+        if not checkpoint_now:
+            ray.train.report(metrics)
+            continue
+        loop_state = {"step": step, "data": stream.state_dict(), "segments": segments, "phase": run.phase,
+                      "config": json.loads(json.dumps(asdict(run.job), default=str))}
+        with tempfile.TemporaryDirectory() as directory:
+            engine.save_checkpoint(directory, tag="state")
+            if rank == 0 and step == cfg.steps:
+                torch.save({k: v.detach().cpu() for k, v in engine.module.state_dict().items()},
+                           os.path.join(directory, GENERATOR_FILE))
+            write_rank_marker(directory, rank, loop_state)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        if rank == 0:
+            logger.committed(step, image_grid(batch, shown))
+    if logger is not None:
+        logger.close()

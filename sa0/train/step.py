@@ -73,8 +73,10 @@ def _flame(batch: dict, prefix: str, head: HeadModel, lead: tuple[int, ...]) -> 
     return FlameParams(*(field(n, widths[n]) for n in FLAME_NAMES))
 
 
-def prepare_batch(batch: dict, head: HeadModel) -> PreparedBatch:
-    """Example batch (tensors or arrays with the sa0.data.examples keys) -> model inputs and targets."""
+def prepare_batch(batch: dict, head: HeadModel, device: torch.device | str = "cpu") -> PreparedBatch:
+    """Example batch (tensors or arrays with the sa0.data.examples keys) -> model inputs and targets
+    on `device` (where `head` must live)."""
+    batch = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
     src_images = torch.as_tensor(batch["src_images"])
     b, k = src_images.shape[:2]
     with torch.no_grad():
@@ -98,19 +100,33 @@ def prepare_batch(batch: dict, head: HeadModel) -> PreparedBatch:
                          torch.as_tensor(batch["tgt_face_box"]).float())
 
 
+def _float(tree):
+    if isinstance(tree, torch.Tensor):
+        return tree.float()
+    if isinstance(tree, dict):
+        return {k: _float(v) for k, v in tree.items()}
+    return type(tree)(*(_float(getattr(tree, f)) for f in tree.__dataclass_fields__))
+
+
 def compute_losses(model: Generator, prepared: PreparedBatch, cfg: LossConfig, lpips_fn=None,
-                   anchor: dict | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """-> (weighted total, {term: value}, rendered images (B, H, W, 3))."""
+                   anchor: dict | None = None, bf16: bool = False
+                   ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+    """-> (weighted total, {term: value}, {"image": (B, H, W, 3), "alpha": (B, H, W, 1)} detached).
+    bf16: run the generator under bf16 autocast (CUDA only); binding, rendering and losses stay fp32."""
     x = prepared.inputs
     gamma = harmonic_encoding(view_direction(x.tgt_viewmat))
     if cfg.jacobian > 0:
         gamma = gamma.detach().requires_grad_(True)
-    out = model(x, view_code=gamma)
+    device = x.src_images.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        out = model(x, view_code=gamma)
+    local, head_maps, deltas = _float(out.local), _float(out.head_maps), out.deltas.float()
     head = model.head
-    gaussians = bind(out.local, prepared.tgt_verts, head.faces, head.layout)
+    gaussians = bind(local, prepared.tgt_verts, head.faces, head.layout)
     h, w = prepared.tgt_image.shape[1:3]
     cams = Cameras(x.tgt_viewmat, prepared.tgt_K, w, h)
-    pred = render(gaussians, cams, torch.zeros(3)).image
+    rendered = render(gaussians, cams, torch.zeros(3, device=device))
+    pred = rendered.image
     target = prepared.tgt_image
     terms = {"l1": l1(pred, target), "ms_ssim": 1 - ms_ssim_sigmas(pred.clamp(0, 1), target)}
     if cfg.lpips > 0:
@@ -118,13 +134,14 @@ def compute_losses(model: Generator, prepared: PreparedBatch, cfg: LossConfig, l
             raise ValueError("LossConfig.lpips > 0 needs an LPIPS function (sa0.losses.generator_terms.make_lpips)")
         terms["lpips"] = lpips_fn(pred.permute(0, 3, 1, 2) * 2 - 1, target.permute(0, 3, 1, 2) * 2 - 1).mean()
     terms["box"] = box_l1(pred, target, prepared.tgt_box)
-    terms["tv_position"] = uv_total_variation(out.local.positions, head.layout)
-    terms["tv_scale"] = uv_total_variation(out.local.log_scales, head.layout)
+    terms["tv_position"] = uv_total_variation(local.positions, head.layout)
+    terms["tv_scale"] = uv_total_variation(local.log_scales, head.layout)
     if cfg.jacobian > 0:
-        terms["jacobian"] = jacobian_penalty(out.head_maps, gamma)
+        terms["jacobian"] = jacobian_penalty(head_maps, gamma)
     if cfg.phase == 2:
-        terms["delta"] = delta_l1(out.deltas)
+        terms["delta"] = delta_l1(deltas)
         if anchor is not None:
             terms["l2_sp"] = l2_sp(model, anchor)
     total = sum(getattr(cfg, name) * value for name, value in terms.items())
-    return total, {name: float(value.detach()) for name, value in terms.items()}, pred.detach()
+    return (total, {name: float(value.detach()) for name, value in terms.items()},
+            {"image": pred.detach(), "alpha": rendered.alpha.detach()})

@@ -1,77 +1,108 @@
-"""Distributed generator training: 2 CPU workers, DeepSpeed ZeRO-2, checkpoint with data position
-(RANDOMLY INITIALISED encoder; structure, not quality)."""
+"""Distributed generator training on Ray Train: 2 CPU workers, DeepSpeed ZeRO-2 (RANDOMLY
+INITIALISED encoder: these tests check training mechanics, not avatar quality)."""
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from sa0.config import FlameConfig, LayoutConfig
-from sa0.data.examples import ExampleConfig
-from sa0.data.pipeline import DataConfig
-from sa0.data.sampling import SamplerConfig
+from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.data.shards import write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.head import load_head_model
-from sa0.model import ModelConfig
-from sa0.train.loop import LOOP_STATE, RunSpec, TrainConfig, fit_generator
-from sa0.train.step import LossConfig
+from sa0.train.checkpoint import load_generator, verify_checkpoint
+from sa0.train.recipes import recipe
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+CRASH_RUN = "crashy"
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
+def crash_marker(tmp_path_factory):
+    return tmp_path_factory.mktemp("fault") / "crashed"
+
+
+@pytest.fixture(scope="module")
+def ray_session(crash_marker):
+    import tempfile
+
     ray = pytest.importorskip("ray")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu"}})
+    temp = tempfile.mkdtemp(dir="/tmp", prefix="sa0ray")  # short: Unix socket paths are limited
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=temp,
+             runtime_env={"env_vars": {"SA0_FAULT_INJECT": f"{CRASH_RUN}-rank1:step8:{crash_marker}"}})
     try:
         yield ray
     finally:
         ray.shutdown()
 
 
-def test_random_init_encoder_two_workers_zero2_train_and_checkpoint(ray_session, tmp_path, synthetic_dir):
-    head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16))
-    write_shards(synthetic_clips(head, "mono", 3, 1, 6, 1, 64, DOMAINS["studio"], seed=3), tmp_path / "shards")
-    spec = RunSpec(
-        train=TrainConfig(steps=12, batch_size=2, lr=2e-3, checkpoint_every=6, log_every=3, num_workers=2,
-                          run_name="zero2", storage_path=str(tmp_path / "runs"),
-                          mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
-        model=ModelConfig(unet_channels=(8, 16), dpt_channels=8, out_channels=8, residual_hidden=8),
-        loss=LossConfig(jacobian=0.0),
-        flame=FlameConfig(model_dir=str(synthetic_dir)),
-        layout=LayoutConfig(uv_resolution=16),
-        data=DataConfig(shard_dirs=(str(tmp_path / "shards"),),
-                        example=ExampleConfig(image_size=64, sampler=SamplerConfig(max_sources=2)),
-                        examples_per_clip=20, total_steps=12),
-    )
-    result = fit_generator(spec)
-    assert result.error is None
-    assert result.metrics["step"] == 12
-    with result.checkpoint.as_directory() as directory:
-        state = json.loads((Path(directory) / LOOP_STATE.format(rank=0)).read_text())
-        assert (Path(directory) / LOOP_STATE.format(rank=1)).is_file()  # each rank keeps its own position
-        files = [p.name for p in Path(directory).rglob("*") if p.is_file()]
-    assert state["step"] == 12 and state["data"]["batch"] > 0 and state["mlflow_run_id"]
-    assert sum("zero_pp_rank_0" in f for f in files) and sum("zero_pp_rank_1" in f for f in files)  # both ZeRO shards
+@pytest.fixture(scope="module")
+def shards(synthetic_dir, tmp_path_factory):
+    head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=32))
+    out = tmp_path_factory.mktemp("mono")
+    write_shards(synthetic_clips(head, "mono", 2, 1, 6, 1, 64, DOMAINS["studio"], seed=3), out)
+    return out
 
-    # The same run name again (as after a killed driver), with a longer target: it resumes at step 12.
-    longer = RunSpec(**{**spec.__dict__, "train": TrainConfig(**{**spec.train.__dict__, "steps": 15})})
-    resumed = fit_generator(longer)
-    assert resumed.error is None and resumed.metrics["step"] == 15
-    steps_seen = resumed.metrics_dataframe["step"].tolist()  # the run's history across both drivers
-    assert steps_seen == sorted(set(steps_seen)) and steps_seen[-1] == 15, steps_seen  # no step repeated
 
-    # MLflow: one run for the job, continued by the resumed driver, each logged step once.
+def _job(synthetic_dir, shards, tmp_path, name, steps, *extra):
+    return apply_overrides(recipe("demo"), [
+        "phase2=none", f"train.run_name={name}", f"train.storage_path={tmp_path / 'runs'}",
+        f"train.mlflow_uri=sqlite:///{tmp_path / 'mlflow.db'}", f"flame.model_dir={synthetic_dir}",
+        "layout.uv_resolution=32", "model.image_size=56", "model.unet_channels=16,24", f"phase1.steps={steps}",
+        f"phase1.data.shard_dirs={shards}", "phase1.data.example.image_size=64", "phase1.data.example.sampler.max_sources=2",
+        "phase1.data.examples_per_clip=16", "phase1.loss.jacobian=0", "train.log_every=5", *extra])
+
+
+def _mlflow_history(job, key):
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=spec.train.mlflow_uri)
-    runs = client.search_runs([client.get_experiment_by_name("sa0-generator").experiment_id])
-    assert len(runs) == 1
-    history = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
-    assert history == sorted(set(history)) and history[-1] == 15 and 3 in history, history
-    assert runs[0].data.params["train.zero_stage"] == "2"
+    client = mlflow.MlflowClient(tracking_uri=job.train.mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("sa0-generator").experiment_id],
+                              filter_string=f"attributes.run_name = '{job.train.run_name}'")
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return client, runs[0], [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, key)]
+
+
+def test_random_init_encoder_two_workers_zero2_overfit_and_complete_checkpoint(ray_session, synthetic_dir, shards,
+                                                                               tmp_path):
+    from sa0.train.job import train_generator
+
+    job = _job(synthetic_dir, shards, tmp_path, "overfit", 60, "phase1.optim.lr=2e-3", "train.checkpoint_every=30")
+    result = train_generator(job)
+    assert result.mlflow_run_id and list(result.exports) == [1]
+    state, meta = load_generator(result.generator)
+    assert meta["step"] == 60 and meta["segments"] == [[1, 60]] and "unet.out.weight" in state
+
+    client, run, history = _mlflow_history(job, "phase1/loss")
+    steps = [s for s, _ in history]
+    assert steps == list(range(5, 61, 5)), steps  # each logged step exactly once
+    first, last = sum(v for _, v in history[:2]) / 2, sum(v for _, v in history[-2:]) / 2
+    assert last < 0.5 * first, history
+    assert run.data.params["train.zero_stage"] == "2" and "phase1/samples_per_s" in run.data.metrics
+    assert "phase1/lpips" not in run.data.metrics and run.data.metrics["skipped_samples"] == 0
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("phase1_grid" in a for a in artifacts), artifacts
+
+    checkpoints = sorted(p for p in (result.run_dir / "phase1").glob("checkpoint_*") if p.is_dir())
+    assert len(checkpoints) == 2
+    states = verify_checkpoint(checkpoints[-1], 2)
+    names = [p.name for p in checkpoints[-1].rglob("*")]
+    assert sum("zero_pp_rank_0" in n for n in names) and sum("zero_pp_rank_1" in n for n in names)  # both ZeRO shards
+    assert states[0]["config"]["train"]["zero_stage"] == 2 and states[1]["data"]["batch"] > 0
+
+
+def test_random_init_encoder_killed_worker_resumes_without_repeating_or_losing_steps(ray_session, synthetic_dir,
+                                                                                     shards, tmp_path, crash_marker):
+    from sa0.train.job import train_generator
+
+    job = _job(synthetic_dir, shards, tmp_path, CRASH_RUN, 12, "train.checkpoint_every=5", "train.log_every=2")
+    result = train_generator(job)
+    assert crash_marker.is_file()  # rank 1 really died at step 8 (os._exit in the worker process)
+    _, meta = load_generator(result.generator)
+    assert meta["step"] == 12
+    assert meta["segments"] == [[1, 5], [6, 12]]  # resumed from the step-5 checkpoint: steps 6..8 trained once more
+    _, _, history = _mlflow_history(job, "phase1/loss")
+    assert [s for s, _ in history] == [2, 4, 5, 6, 8, 10, 12]  # the crashed attempt's rows for 6, 8 were never sent

@@ -38,11 +38,11 @@ def test_all_terms_are_named_and_finite(setup):
     model = _model(head)
     prepared = prepare_batch(batch, head)
     anchor = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
-    total, terms, pred = compute_losses(model, prepared, LossConfig(phase=2), anchor=anchor)
+    total, terms, shown = compute_losses(model, prepared, LossConfig(phase=2), anchor=anchor)
     assert set(terms) == {"l1", "ms_ssim", "box", "tv_position", "tv_scale", "jacobian", "delta", "l2_sp"}
     assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())
     assert terms["l2_sp"] == 0.0 and terms["delta"] == 0.0  # at the anchor; residual head zero at init
-    assert pred.shape == (4, 64, 64, 3)
+    assert shown["image"].shape == (4, 64, 64, 3) and shown["alpha"].shape == (4, 64, 64, 1)
     total.backward()
     assert model.heads.heads["colors"].weight.grad.abs().sum() > 0
 

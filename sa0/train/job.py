@@ -1,0 +1,137 @@
+"""The driver side of generator training: one TorchTrainer per phase, exports, job state, MLflow run.
+
+    train_generator(job) -> JobResult
+      runs/<run_name>/job.json            config, MLflow run id, finished phases
+      runs/<run_name>/phase<p>/           Ray Train's run directory (checkpoints) for phase p
+      runs/<run_name>/generator_phase<p>/ exported generator after phase p (COMPLETE marker)
+
+A phase whose export is complete is skipped, so running the same command again after the driver
+died continues where it stopped (inside a phase, Ray Train restores the latest checkpoint of the
+same-named run); a new run name starts fresh. This is the only module that builds a TorchTrainer
+(ARCHITECTURE: Ray at the edges). Call it after ray.init().
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from sa0.train.checkpoint import export_generator, is_exported, verify_checkpoint
+from sa0.train.loop import GENERATOR_FILE, PhaseRun, flatten, train_loop_per_worker
+from sa0.train.recipes import GeneratorJob, check_resources, validate_job, wants_gpu
+
+log = logging.getLogger(__name__)
+JOB_STATE = "job.json"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    run_dir: Path
+    exports: dict[int, Path]  # phase -> exported generator directory
+    mlflow_run_id: str | None
+    skipped_samples: int
+
+    @property
+    def generator(self) -> Path:
+        return self.exports[max(self.exports)]
+
+
+def _tracker(job: GeneratorJob):
+    from sa0.tracking import Tracker
+
+    return Tracker("sa0-generator", job.train.mlflow_uri, enabled=job.train.mlflow_uri != "off")
+
+
+def fit_phase(run: PhaseRun, run_dir: Path, counter=None, progress=None):
+    """One phase on Ray Train; -> Ray's Result (resumes the same-named phase run if it exists)."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from sa0.data.pipeline import example_dataset
+
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the loop prints its own progress lines
+    train = run.job.train
+    use_gpu = train.use_gpu == "true"
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"run": run, "counter": counter, "progress": progress},
+        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
+        run_config=RunConfig(name=f"phase{run.phase}", storage_path=str(run_dir),
+                             failure_config=FailureConfig(max_failures=train.max_failures)),
+        datasets={"train": example_dataset(run.cfg.data, counter, progress)},
+    )
+    return trainer.fit()
+
+
+def _export_phase(result, run: PhaseRun, path: Path) -> Path:
+    if result.error is not None:
+        raise RuntimeError(f"phase {run.phase} failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError(f"phase {run.phase} ended without a checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        state = verify_checkpoint(directory, run.job.train.num_workers)[0]
+        if state["step"] != run.cfg.steps or not (Path(directory) / GENERATOR_FILE).is_file():
+            raise RuntimeError(f"phase {run.phase}: the last checkpoint is at step {state['step']} of {run.cfg.steps}")
+        weights = torch.load(Path(directory) / GENERATOR_FILE, map_location="cpu", weights_only=True)
+    meta = {"phase": run.phase, "step": state["step"], "segments": state["segments"],
+            "model": asdict(run.job.model), "flame": asdict(run.job.flame), "layout": asdict(run.job.layout),
+            "recipe": run.job.recipe, "run_name": run.job.train.run_name}
+    return export_generator(path, weights, meta)
+
+
+def _load_state(path: Path, job: GeneratorJob) -> dict:
+    if not path.is_file():
+        return {}
+    state = json.loads(path.read_text())
+    if state.get("config") != json.loads(json.dumps(asdict(job), default=str)):
+        log.warning("%s: the configuration differs from the one this run started with; continuing with the new one "
+                    "(finished phases are kept)", path)
+    return state
+
+
+def train_generator(job: GeneratorJob) -> JobResult:
+    """Validate, then train every phase that is not finished yet; -> where the results are."""
+    import ray
+
+    from sa0.data.pipeline import make_actors
+
+    validate_job(job)
+    resources = ray.cluster_resources()
+    check_resources(job.train, resources.get("CPU", 0.0), resources.get("GPU", 0.0), "the Ray cluster")
+    use_gpu = wants_gpu(job.train, resources.get("GPU", 0.0) > 0)
+    log.info("training on %s (train.use_gpu=%s, cluster GPUs: %g)", "GPU" if use_gpu else "CPU, fp32",
+             job.train.use_gpu, resources.get("GPU", 0.0))
+    job = replace(job, train=replace(job.train, use_gpu="true" if use_gpu else "false"))
+    run_dir = Path(job.train.storage_path).absolute() / job.train.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / JOB_STATE
+    state = _load_state(state_path, job)
+    tracker = _tracker(job)
+    run_id = tracker.start(job.train.run_name, flatten(asdict(job)), run_id=state.get("mlflow_run_id"))
+    state.update(config=json.loads(json.dumps(asdict(job), default=str)), mlflow_run_id=run_id)
+    state_path.write_text(json.dumps(state, indent=1))
+    counter, progress = make_actors()
+    exports, init = {}, None
+    for number, _ in job.phases():
+        path = run_dir / f"generator_phase{number}"
+        run = PhaseRun(job, number, init=init, mlflow_run_id=run_id)
+        if is_exported(path):
+            print(f"phase {number}: already finished ({path}); skipping", flush=True)
+        else:
+            print(f"phase {number}: {run.cfg.steps} steps on {job.train.num_workers} worker(s)", flush=True)
+            _export_phase(fit_phase(run, run_dir, counter, progress), run, path)
+        exports[number] = init = path
+        state["finished_phases"] = sorted(exports)
+        state_path.write_text(json.dumps(state, indent=1))
+    skipped = ray.get(counter.count.remote())
+    tracker.end({"skipped_samples": skipped})
+    return JobResult(run_dir, exports, run_id, skipped)
+
