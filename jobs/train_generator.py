@@ -8,7 +8,7 @@
 
 Options: --recipe demo|base|cluster; --run-name NAME (the same name resumes, a new one starts
 fresh); --storage DIR (runs/<run-name>/ holds checkpoints, exports, job.json); --mlflow-uri URI
-(default sqlite:///mlflow.db in the current directory) or --no-mlflow; --address (Ray cluster;
+(default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current directory) or --no-mlflow; --address (Ray cluster;
 default $RAY_ADDRESS or a local Ray); --cache-dir (demo head and shards); --set KEY=VALUE overrides
 any config field by its dotted path (e.g. --set phase1.steps=100 --set train.num_workers=4);
 --print-config prints the resolved configuration and exits.
@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     try:
         job = apply_overrides(recipe(args.recipe), _overrides(args))
         if job.train.mlflow_uri is None:
-            job = apply_overrides(job, [f"train.mlflow_uri=sqlite:///{os.path.abspath('mlflow.db')}"])
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath('mlflow.db')}"
+            job = apply_overrides(job, [f"train.mlflow_uri={uri}"])
         job = apply_overrides(job, [f"train.storage_path={os.path.abspath(job.train.storage_path)}"])
         validate_job(job)
         address = args.address or os.environ.get("RAY_ADDRESS")
