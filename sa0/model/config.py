@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """encoder: a timm ViT name; encoder_weights: a local weight file (None = random init, for tests
-    and demos only, logged as such); image_size: encoder input; dpt_channels: dense feature width;
+    """encoder: a timm ViT name; encoder_weights: a local weight file, "hub" (timm fetches the
+    pretrained weights; needs internet), or None (random init, for tests and demos only, logged); image_size: encoder input; dpt_channels: dense feature width;
     unet_channels: per-level widths of the UV StyleUNet; out_channels: UV feature width (32);
     residual_hidden: FiLM MLP width; max_sources: K <= this."""
 

@@ -16,6 +16,16 @@ log = logging.getLogger(__name__)
 def create_vit(cfg: ModelConfig) -> nn.Module:
     import timm
 
+    if cfg.encoder_weights == "hub":
+        try:
+            model = timm.create_model(cfg.encoder, pretrained=True, num_classes=0, img_size=cfg.image_size)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not fetch pretrained {cfg.encoder} weights from the hub ({type(exc).__name__}: {exc}); on a "
+                "machine without internet download them elsewhere and set model.encoder_weights=/path/to/file"
+            ) from exc
+        log.info("encoder %s: pretrained weights from the hub", cfg.encoder)
+        return _maybe_freeze(model, cfg)
     model = timm.create_model(cfg.encoder, pretrained=False, num_classes=0, img_size=cfg.image_size)
     if cfg.encoder_weights:
         path = Path(cfg.encoder_weights)
@@ -30,6 +40,10 @@ def create_vit(cfg: ModelConfig) -> nn.Module:
             raise ValueError(f"{path}: weights do not fit {cfg.encoder}; missing keys {missing[:5]}")
     else:
         log.warning("encoder %s is randomly initialised (no encoder_weights): for tests and demos only", cfg.encoder)
+    return _maybe_freeze(model, cfg)
+
+
+def _maybe_freeze(model: nn.Module, cfg: ModelConfig) -> nn.Module:
     if cfg.freeze_encoder:
         for p in model.parameters():
             p.requires_grad_(False)

@@ -153,6 +153,17 @@ def image_grid(batch: dict, shown: dict, index: int = 0) -> "np.ndarray":  # noq
     return np.concatenate(tiles + [target, pred, alpha], axis=1)
 
 
+def optimizer_state_bytes(engine) -> tuple[int, int]:
+    """-> (bytes of the torch optimiser's per-parameter state on this rank (Adam's moments; ZeRO 1-2
+    keep only this rank's partition), bytes of ZeRO's fp32 master partition (0 without ZeRO))."""
+    inner = engine.optimizer
+    while not isinstance(inner, torch.optim.Optimizer) and hasattr(inner, "optimizer"):
+        inner = inner.optimizer
+    size = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)  # noqa: E731
+    moments = [t for state in inner.state.values() for t in state.values() if torch.is_tensor(t) and t.dim() > 0]
+    return size(moments), size(getattr(engine.optimizer, "single_partition_of_fp32_groups", []))
+
+
 def _resume(engine, world: int, rank: int) -> dict:
     import ray.train
 
@@ -194,7 +205,7 @@ def train_loop_per_worker(config: dict) -> None:
         progress.set_step.remote(step)
     stream = ExampleStream(ray.train.get_dataset_shard("train"), cfg.batch_size, progress, position=state["data"])
     batches = iter(stream)
-    waited, computed = 0.0, 0.0
+    waited, computed, interval_steps = 0.0, 0.0, 0  # since the last logged step
     while step < cfg.steps:
         t0 = time.perf_counter()
         batch = next(batches)
@@ -205,14 +216,17 @@ def train_loop_per_worker(config: dict) -> None:
         engine.step()
         step += 1
         segments[-1][1] = step
-        waited, computed = waited + t1 - t0, computed + time.perf_counter() - t1
+        waited, computed, interval_steps = waited + t1 - t0, computed + time.perf_counter() - t1, interval_steps + 1
         maybe_crash(f"{train.run_name}-rank{rank}", f"step{step}")
         checkpoint_now = step % train.checkpoint_every == 0 or step == cfg.steps
         if not checkpoint_now and step % train.log_every:
             continue
         metrics = {"step": step, "loss": float(total.detach()), **terms, "lr": engine.get_lr()[0],
-                   "samples_per_s": world * cfg.batch_size * (step - segments[-1][0] + 1) / max(1e-9, waited + computed),
-                   "data_wait_frac": waited / max(1e-9, waited + computed)}
+                   "samples_per_s": world * cfg.batch_size * interval_steps / max(1e-9, waited + computed),
+                   "data_wait_frac": waited / max(1e-9, waited + computed),
+                   **dict(zip(("optimizer_state_mib", "zero_master_mib"),
+                              (b / 2**20 for b in optimizer_state_bytes(engine))))}
+        waited, computed, interval_steps = 0.0, 0.0, 0
         if rank == 0:
             if counter is not None:
                 metrics["skipped_samples"] = ray.get(counter.count.remote())

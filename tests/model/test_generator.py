@@ -146,3 +146,27 @@ def test_random_init_encoder_jacobian_penalty_on_the_generator(head):
             gen.heads.heads[name].weight[:, 8:] = 0.0  # geometry blind to the view
     out = gen(x, view_code=gamma)
     assert jacobian_penalty(out.head_maps, gamma).item() == 0.0
+
+
+def test_encoder_weights_load_from_a_local_file_and_hub_failure_is_explained(tmp_path, monkeypatch):
+    """A local weight file (here: a RANDOMLY INITIALISED ViT's own state dict) is loaded as is; a hub
+    fetch that cannot reach the internet (simulated, nothing is downloaded) says what to do."""
+    import timm
+
+    from sa0.model.encoder import create_vit
+
+    cfg = ModelConfig(image_size=56)
+    source = timm.create_model(cfg.encoder, pretrained=False, num_classes=0, img_size=56)
+    torch.save(source.state_dict(), tmp_path / "vit.pth")
+    loaded = create_vit(ModelConfig(image_size=56, encoder_weights=str(tmp_path / "vit.pth")))
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values()))
+    assert not any(p.requires_grad for p in loaded.parameters())  # frozen by default
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("Network is unreachable")
+        return source
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="set model.encoder_weights=/path/to/file"):
+        create_vit(ModelConfig(image_size=56, encoder_weights="hub"))
