@@ -4,9 +4,9 @@
 
 Runs the real phase-1 loop (sa0.train.job.fit_phase: TorchTrainer, DeepSpeed inside each worker,
 Ray Data streaming synthetic mono shards) with the tiny demo model (RANDOMLY INITIALISED encoder)
-for both ZeRO stages, alternating stages over `rounds` so machine noise hits both alike. Reports
-per stage: samples/s (median over logged intervals, the first interval of each run dropped as
-warm-up), the share of step time spent waiting for data, and per-rank optimiser-state MiB (Adam's
+for both ZeRO stages, alternating stages over `rounds` so machine noise hits both alike. Rank 0's
+logged intervals (read back from MLflow) give per stage: samples/s (median over the intervals, the
+first interval of each run dropped as warm-up), the share of step time spent waiting for data, and per-rank optimiser-state MiB (Adam's
 moments; plus ZeRO's fp32 master partition, listed separately). Targets: ZeRO-2 optimiser state
 <= 0.55x ZeRO-0 per rank, ZeRO-2 step time <= 1.2x ZeRO-0.
 """
@@ -27,14 +27,25 @@ from sa0.flame.synthetic import write_synthetic_flame
 from sa0.head import load_head_model
 from sa0.train.job import fit_phase
 from sa0.train.loop import PhaseRun
+from sa0.tracking import Tracker
 from sa0.train.recipes import recipe
 
 
 def _job(tmp: Path, flame_dir: str, shards: Path, stage: int, steps: int, name: str):
     return apply_overrides(recipe("demo"), [
         "phase2=none", f"train.zero_stage={stage}", f"train.run_name={name}", f"train.storage_path={tmp / 'runs'}",
-        "train.mlflow_uri=off", "train.use_gpu=false", f"flame.model_dir={flame_dir}", f"phase1.steps={steps}",
+        f"train.mlflow_uri=sqlite:///{tmp / 'mlflow.db'}", "train.use_gpu=false", f"flame.model_dir={flame_dir}", f"phase1.steps={steps}",
         f"train.checkpoint_every={steps}", "train.log_every=5", f"phase1.data.shard_dirs={shards}"])
+
+
+def _logged(uri: str, run_id: str) -> dict[str, list[float]]:
+    """The run's logged intervals per metric, the first (warm-up) interval dropped."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    keys = ("samples_per_s", "data_wait_frac", "optimizer_state_mib", "zero_master_mib")
+    history = {k: sorted(client.get_metric_history(run_id, f"phase1/{k}"), key=lambda m: m.step) for k in keys}
+    return {k: [m.value for m in v[1:]] for k, v in history.items()}
 
 
 def run(steps: int, rounds: int) -> dict:
@@ -52,21 +63,23 @@ def run(steps: int, rounds: int) -> dict:
             for r in range(rounds):
                 for stage in ((0, 2) if r % 2 == 0 else (2, 0)):
                     job = _job(tmp, flame_dir, tmp / "mono", stage, steps, f"zero{stage}-{r}")
-                    result = fit_phase(PhaseRun(job, 1), tmp / "runs" / job.train.run_name)
+                    tracker = Tracker("bm_train_step", job.train.mlflow_uri)
+                    run_id = tracker.start(job.train.run_name, {})
+                    result = fit_phase(PhaseRun(job, 1, mlflow_run_id=run_id), tmp / "runs" / job.train.run_name)
+                    tracker.end()
                     if result.error is not None:
                         raise RuntimeError(f"ZeRO-{stage} run failed: {result.error}")
-                    rows = result.metrics_dataframe.sort_values("step")
-                    per_stage[stage].append(rows.iloc[1:])  # drop the warm-up interval
+                    per_stage[stage].append(_logged(job.train.mlflow_uri, run_id))
         finally:
             ray.shutdown()
     out = {"steps_per_run": steps, "rounds": rounds, "workers": 2, "batch_per_worker": recipe("demo").phase1.batch_size}
     for stage, frames in per_stage.items():
-        sps = [v for f in frames for v in f["samples_per_s"]]
+        pooled = lambda key: [v for f in frames for v in f[key]]  # noqa: E731
         out[f"zero{stage}"] = {
-            "samples_per_s": statistics.median(sps),
-            "data_wait_share": statistics.median(v for f in frames for v in f["data_wait_frac"]),
-            "optimizer_state_mib_per_rank": float(frames[0]["optimizer_state_mib"].iloc[-1]),
-            "zero_master_mib_per_rank": float(frames[0]["zero_master_mib"].iloc[-1]),
+            "samples_per_s": statistics.median(pooled("samples_per_s")),
+            "data_wait_share": statistics.median(pooled("data_wait_frac")),
+            "optimizer_state_mib_per_rank": frames[0]["optimizer_state_mib"][-1],
+            "zero_master_mib_per_rank": frames[0]["zero_master_mib"][-1],
         }
     z0, z2 = out["zero0"], out["zero2"]
     out["state_ratio_zero2_over_zero0"] = z2["optimizer_state_mib_per_rank"] / z0["optimizer_state_mib_per_rank"]

@@ -2,7 +2,7 @@
 
     python jobs/refine_batch.py --subjects list.txt --shards DIR [DIR ...] --out DIR
         [--flame-dir DIR] [--uv-resolution 128] [--steps 10000] [--max-in-flight N]
-        [--mlflow-uri URI | --no-mlflow] [--address RAY_ADDRESS] [--generator CKPT] [--set KEY=VALUE ...]
+        [--mlflow-uri URI | --no-mlflow] [--address RAY_ADDRESS] [--generator RUNS/<run>/generator_phase2] [--set KEY=VALUE ...]
 
 list.txt holds one subject id per line (as in the shards' manifests; '#' starts a comment).
 Writes OUT/<subject>/{avatar.npz, avatar.ply, metrics.json, preview.mp4}; subjects whose output is
@@ -24,6 +24,7 @@ from sa0.refine.fanout import refine_batch
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import format_table
 from sa0.tracking import Tracker
+from sa0.train.checkpoint import is_exported
 
 
 def main(argv=None) -> int:
@@ -38,12 +39,15 @@ def main(argv=None) -> int:
     parser.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: MLflow's own default)")
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
-    parser.add_argument("--generator", default=None, help="generator checkpoint for the initialisation")
+    parser.add_argument("--generator", default=None,
+                        help="exported generator (runs/<run>/generator_phase2) to start each avatar from; "
+                        "default: flat discs coloured from the reference frame")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a RefineConfig field, e.g. --set aspect_weight=0.5 (repeatable)")
     args = parser.parse_args(argv)
-    if args.generator:
-        parser.error("--generator: the feed-forward generator is not available yet; omit it to use the neutral init")
+    if args.generator and not is_exported(args.generator):
+        parser.error(f"--generator: {args.generator} is not a complete exported generator "
+                     "(expected runs/<run-name>/generator_phase<p>/ from jobs/train_generator.py)")
     path = Path(args.subjects)
     if not path.is_file():
         parser.error(f"--subjects: {path} does not exist")
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
         tracker.start("refine_batch", {"subjects": len(subjects), "steps": args.steps, "out": args.out})
         rows = refine_batch(subjects, args.shards, args.out, FlameConfig(model_dir=flame_dir),
                             LayoutConfig(uv_resolution=args.uv_resolution), refine_cfg,
-                            max_in_flight=args.max_in_flight, tracker=tracker)
+                            max_in_flight=args.max_in_flight, tracker=tracker,
+                            generator_dir=os.path.abspath(args.generator) if args.generator else None)
         tracker.end({"failed": sum(r["status"] == "failed" for r in rows)})
     ray.shutdown()
     print(format_table(rows))

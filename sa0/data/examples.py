@@ -71,7 +71,11 @@ def build_example(sample: dict, source: str, rng, temperature: float, cfg: Examp
     """-> dict of fixed-shape arrays: src_* (Kmax, ...), src_mask (Kmax,), tgt_* (...)."""
     sources, target = choose_frames(sample, source, rng, temperature, cfg)
     clip = sample_to_clip(sample, source, frames=sources + [target])
-    kmax, size = cfg.sampler.max_sources, cfg.image_size
+    return example_from_frames(clip, sources, target, cfg.sampler.max_sources, cfg.image_size)
+
+
+def example_from_frames(clip: Clip, sources: list, target, kmax: int, size: int) -> dict[str, np.ndarray]:
+    """One example from chosen (timestep, camera) frames of a clip; sources padded to kmax."""
     src = [_frame(clip, f, size) for f in sources]
     src += [src[0]] * (kmax - len(src))
     tgt = _frame(clip, target, size)

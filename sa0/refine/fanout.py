@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                  refine: RefineConfig, max_in_flight: int | None = None, max_retries: int = 2,
-                 tracker: Tracker | None = None) -> list[dict]:
+                 tracker: Tracker | None = None, generator_dir: str | None = None) -> list[dict]:
     import ray
 
     if not ray.is_initialized():
@@ -48,7 +48,8 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
         while queue or pending:
             while queue and len(pending) < max_in_flight:
                 subject = queue.pop(0)
-                pending[task.remote(subject, [str(d) for d in shard_dirs], str(out_dir), flame, layout, refine)] = subject
+                pending[task.remote(subject, [str(d) for d in shard_dirs], str(out_dir), flame, layout, refine,
+                                    generator_dir)] = subject
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 subject = pending.pop(ref)

@@ -122,15 +122,23 @@ def _lr_factor(step: int, total: int, final: float) -> float:
 
 
 def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip | None = None,
-                   init: LocalGaussians | None = None, progress=None, on_log=None) -> RefineResult:
+                   init: LocalGaussians | None = None, progress=None, on_log=None,
+                   generator=None) -> RefineResult:
     """Refine one subject on `train`; evaluate on `test` (held-out frames) before and after.
 
+    The start is `init` if given, else the `generator`'s (a sa0.model.inference.TrainedGenerator)
+    prediction for the reference frame from up to K frames of `train`, else flat discs (neutral_init).
     progress(step) is called every step; on_log(record) with each logged {step, loss, max_ar}.
     """
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     verts = _posed(head, train)
     ref = choose_reference_frame(train.flame.jaw, rng)
+    if init is None and generator is not None:
+        from sa0.model.inference import predict_local, spread_sources
+
+        sources = spread_sources(train.num_timesteps, ref, generator.model.cfg.max_sources)
+        init = predict_local(generator, train, sources, (ref, 0))
     if init is None:
         init = neutral_init(head, verts[ref], train, ref)
     if init.positions.shape[-2] != head.num_gaussians:

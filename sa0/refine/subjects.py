@@ -12,6 +12,7 @@ from sa0.data.schema import Clip, ClipError, ClipMeta
 from sa0.data.shards import MANIFEST, ShardError, iter_tar_samples, sample_to_clip
 from sa0.faults import maybe_crash
 from sa0.head import load_head_model
+from sa0.model.inference import load_trained_generator
 from sa0.refine.outputs import is_complete, write_subject_outputs
 from sa0.refine.refine import RefineConfig, refine_subject
 
@@ -65,8 +66,9 @@ def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, 
 
 
 def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
-                refine: RefineConfig) -> dict:
-    """Refine one subject unless its complete output exists; -> a status row for the batch table."""
+                refine: RefineConfig, generator_dir: str | None = None) -> dict:
+    """Refine one subject unless its complete output exists; -> a status row for the batch table.
+    generator_dir: an exported generator (jobs/train_generator.py) to start from; None: flat discs."""
     row = {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None,
            "steps": 0, "seconds": 0.0, "reason": ""}
     if is_complete(Path(out_dir) / subject):
@@ -80,7 +82,8 @@ def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: L
     except (BadInput, ClipError, ShardError) as exc:
         return {**row, "reason": f"bad input: {exc}"}
     head = load_head_model(flame, layout)
-    result = refine_subject(head, train, refine, test=test)
+    generator = load_trained_generator(generator_dir, head) if generator_dir else None
+    result = refine_subject(head, train, refine, test=test, generator=generator)
     maybe_crash(subject, "before_write")
     write_subject_outputs(out_dir, subject, head, train, test, result)
     final = result.metrics.get("final", {})

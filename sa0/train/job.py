@@ -83,7 +83,8 @@ def _export_phase(result, run: PhaseRun, path: Path) -> Path:
         weights = torch.load(Path(directory) / GENERATOR_FILE, map_location="cpu", weights_only=True)
     meta = {"phase": run.phase, "step": state["step"], "segments": state["segments"],
             "model": asdict(run.job.model), "flame": asdict(run.job.flame), "layout": asdict(run.job.layout),
-            "recipe": run.job.recipe, "run_name": run.job.train.run_name}
+            "recipe": run.job.recipe, "run_name": run.job.train.run_name,
+            "image_size": run.cfg.data.example.image_size}
     return export_generator(path, weights, meta)
 
 
