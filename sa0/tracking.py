@@ -9,7 +9,8 @@ log = logging.getLogger(__name__)
 
 
 class Tracker:
-    def __init__(self, experiment: str, tracking_uri: str | None = None, enabled: bool = True):
+    def __init__(self, experiment: str | None, tracking_uri: str | None = None, enabled: bool = True):
+        """experiment None: only continue runs by id (start(run_id=...)), whatever experiment holds them."""
         self.enabled, self._warned, self._parent = enabled, False, None
         if not enabled:
             return
@@ -19,7 +20,8 @@ class Tracker:
             self._mlflow = mlflow
             if tracking_uri:
                 mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_experiment(experiment)
+            if experiment is not None:
+                mlflow.set_experiment(experiment)
         except Exception as exc:
             self._fail(exc)
 

@@ -111,7 +111,7 @@ class _Logger:
         if run.mlflow_run_id:
             from sa0.tracking import Tracker
 
-            self.tracker = Tracker("sa0-generator", run.job.train.mlflow_uri)
+            self.tracker = Tracker(None, run.job.train.mlflow_uri)  # continue the driver's run, in its experiment
             self.tracker.start(run.job.train.run_name, {}, run_id=run.mlflow_run_id)
 
     def add(self, step: int, metrics: dict) -> None:
