@@ -62,6 +62,16 @@ class Tracker:
         except Exception as exc:
             self._fail(exc)
 
+    def artifacts(self, paths: list[str]) -> None:
+        """Attach files to the current run."""
+        if not self.enabled:
+            return
+        try:
+            for path in paths:
+                self._mlflow.log_artifact(path)
+        except Exception as exc:
+            self._fail(exc)
+
     def child(self, run_name: str, params: dict, metrics: dict, artifacts: list[str] = ()) -> None:
         if not self.enabled:
             return

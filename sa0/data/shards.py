@@ -257,3 +257,26 @@ def validate_shards(shard_dir) -> dict[str, list[str]]:
             problems.append(str(exc))
         report[name] = problems
     return report
+
+
+def list_clip_keys(shard_dirs) -> list[tuple[str, str]]:
+    """(shard directory, clip key) for every clip the directories' manifests list, in manifest order."""
+    out = []
+    for directory in map(Path, shard_dirs):
+        manifest = directory / MANIFEST
+        if not manifest.is_file():
+            raise ShardError(f"{directory}: no {MANIFEST} (not a directory written by make_shards.py)")
+        for shard in json.loads(manifest.read_text())["shards"]:
+            out.extend((str(directory), key) for key in shard["clips"])
+    return out
+
+
+def load_clip(shard_dir, key: str) -> Clip:
+    """The clip `key` from the shard directory whose manifest lists it."""
+    directory = Path(shard_dir)
+    for shard in json.loads((directory / MANIFEST).read_text())["shards"]:
+        if key in shard["clips"]:
+            for sample in iter_tar_samples(directory / shard["file"]):
+                if sample["__key__"] == key:
+                    return sample_to_clip(sample, str(directory / shard["file"]))
+    raise ShardError(f"{directory}: clip '{key}' is listed nowhere in its manifest")

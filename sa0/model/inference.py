@@ -61,12 +61,18 @@ def spread_sources(num_timesteps: int, first: int, k: int) -> list[tuple[int, in
 
 @torch.no_grad()
 def predict_local(generator: TrainedGenerator, clip: Clip, sources: list[tuple[int, int]],
-                  target: tuple[int, int]) -> LocalGaussians:
-    """-> LocalGaussians with (N, ...) attributes for the target frame's expression and view."""
+                  target: tuple[int, int], driver: Clip | None = None) -> LocalGaussians:
+    """-> LocalGaussians with (N, ...) attributes for the target frame's expression and view.
+    driver: take the target frame from this clip instead (cross-reenactment: the sources' identity,
+    the driver's expression, pose and camera)."""
     from sa0.train.step import prepare_batch
 
     model = generator.model
-    example = example_from_frames(clip, sources, target, model.cfg.max_sources, generator.image_size)
+    example = example_from_frames(clip, sources, sources[0] if driver is not None else target,
+                                  model.cfg.max_sources, generator.image_size)
+    if driver is not None:
+        driven = example_from_frames(driver, [target], target, 1, generator.image_size)
+        example.update({k: v for k, v in driven.items() if k.startswith("tgt_") and k != "tgt_flame_shape"})
     batch = {k: torch.as_tensor(np.asarray(v))[None] for k, v in example.items()}
     out = model(prepare_batch(batch, model.head, model.base_positions.device).inputs)
     return LocalGaussians(*(getattr(out.local, f)[0].float().cpu() for f in LocalGaussians.__dataclass_fields__))
