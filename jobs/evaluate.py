@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test-frames", type=int, default=None)
     parser.add_argument("--held-out-camera", type=int, default=-1)
     parser.add_argument("--max-targets", type=int, default=32)
+    parser.add_argument("--targets-from", type=int, default=0, help="ff_*: first target timestep (same targets for every K)")
     parser.add_argument("--no-lpips", action="store_true")
     parser.add_argument("--arcface", default=None)
     parser.add_argument("--dmm", default=None)
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = EvalConfig(protocol=args.protocol, num_sources=args.num_sources, test_frames=args.test_frames,
-                         held_out_camera=args.held_out_camera, max_targets=args.max_targets, lpips=not args.no_lpips,
+                         held_out_camera=args.held_out_camera, max_targets=args.max_targets,
+                         targets_from=args.targets_from, lpips=not args.no_lpips,
                          faces=FaceModelConfig(arcface=args.arcface, dmm=args.dmm, landmarks=args.landmarks))
     except ValueError as exc:
         parser.error(str(exc))

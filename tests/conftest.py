@@ -49,3 +49,4 @@ def mesh(assets):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+

@@ -4,7 +4,8 @@ Every protocol renders over black and compares with the ground truth composited 
 matte; it evaluates camera 0 unless it says otherwise, at most `max_targets` target frames per clip
 (evenly spaced), and reports per-frame rows that are averaged per clip and over all clips.
 
-  ff_self          generator: the first K timesteps are the sources, every later timestep a target.
+  ff_self          generator: the first K timesteps are the sources, every later timestep a target
+                   (from `targets_from` on, if that is later: the same targets for every K).
   ff_cross         generator: clip i's first K timesteps drive-free sources, clip i+1 (cyclic) the
                    driver (its expression, pose, eyes and camera; clip i's shape). No ground truth:
                    CSIM (source vs render) and AED / APD (render vs driver frame) only.
@@ -44,6 +45,7 @@ class EvalConfig:
     test_frames: int | None = None
     held_out_camera: int = -1
     max_targets: int = 32
+    targets_from: int = 0
     lpips: bool = True
     faces: FaceModelConfig = field(default_factory=FaceModelConfig)
 
@@ -54,6 +56,8 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.num_sources (K) must be in 1..4, got {self.num_sources}")
         if self.test_frames is not None and self.test_frames < 1:
             raise ValueError(f"EvalConfig.test_frames must be >= 1, got {self.test_frames}")
+        if self.targets_from < 0:
+            raise ValueError(f"EvalConfig.targets_from must be >= 0, got {self.targets_from}")
         if self.max_targets < 1:
             raise ValueError(f"EvalConfig.max_targets must be >= 1, got {self.max_targets}")
 
@@ -72,9 +76,10 @@ def plan(clip: Clip, cfg: EvalConfig) -> tuple[list, list]:
     """-> (source frames, target frames) as (timestep, camera) lists for one clip."""
     t, k = clip.num_timesteps, cfg.num_sources
     if cfg.protocol in ("ff_self", "ff_cross"):
-        if t <= k:
-            raise EvalError(f"{clip.meta.key}: {t} timesteps, need more than K = {k}")
-        return [(i, 0) for i in range(k)], _spaced([(i, 0) for i in range(k, t)], cfg.max_targets)
+        first = max(k, cfg.targets_from)
+        if t <= first:
+            raise EvalError(f"{clip.meta.key}: {t} timesteps, need more than {first} (K = {k})")
+        return [(i, 0) for i in range(k)], _spaced([(i, 0) for i in range(first, t)], cfg.max_targets)
     if cfg.protocol == "subject_mono":
         test = cfg.test_frames if cfg.test_frames is not None else max(1, int(round(HOLDOUT_FRACTION * t)))
         if test >= t:

@@ -73,6 +73,6 @@ def predict_local(generator: TrainedGenerator, clip: Clip, sources: list[tuple[i
     if driver is not None:
         driven = example_from_frames(driver, [target], target, 1, generator.image_size)
         example.update({k: v for k, v in driven.items() if k.startswith("tgt_") and k != "tgt_flame_shape"})
-    batch = {k: torch.as_tensor(np.asarray(v))[None] for k, v in example.items()}
+    batch = {k: torch.from_numpy(np.array(v))[None] for k, v in example.items()}
     out = model(prepare_batch(batch, model.head, model.base_positions.device).inputs)
     return LocalGaussians(*(getattr(out.local, f)[0].float().cpu() for f in LocalGaussians.__dataclass_fields__))

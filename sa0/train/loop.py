@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from sa0.faults import maybe_crash
@@ -137,10 +138,8 @@ class _Logger:
             self.tracker.end()
 
 
-def image_grid(batch: dict, shown: dict, index: int = 0) -> "np.ndarray":  # noqa: F821
+def image_grid(batch: dict, shown: dict, index: int = 0) -> np.ndarray:
     """One example as a uint8 row: its valid sources | target | prediction | alpha (H, W*(K+3), 3)."""
-    import numpy as np
-
     src = torch.as_tensor(batch["src_images"])[index].cpu().numpy()  # (K, h, w, 3) uint8
     mask = torch.as_tensor(batch["src_mask"])[index].cpu().numpy().astype(bool)
     target = torch.as_tensor(batch["tgt_image"])[index].cpu().numpy()

@@ -2,10 +2,8 @@
 and a 2-worker Ray Train loop consuming K-source batches."""
 
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sa0.data.examples import ExampleConfig
@@ -13,21 +11,15 @@ from sa0.data.pipeline import DataConfig, example_dataset, make_actors, shard_pa
 from sa0.data.sampling import SamplerConfig
 from sa0.data.shards import ShardError, write_shards
 from tests.data.clips import corrupt_member, tiny_clip
+from tests.ray_local import local_ray
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
-    ray = pytest.importorskip("ray")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    temp_dir = tmp_path_factory.mktemp("ray")
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp_dir),
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path.cwd())}})
-    try:
+def ray_session():
+    with local_ray(num_cpus=4, env_vars={"PYTHONPATH": str(Path.cwd())}) as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 def _shards(tmp_path, num_clips=6, timesteps=2, corrupt=None):

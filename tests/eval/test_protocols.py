@@ -3,7 +3,6 @@ call on a local Ray: results JSON, paper-layout table, best/worst grids, MLflow 
 INITIALISED, untrained generator and flat-disc avatars: plumbing and protocol, not quality)."""
 
 import json
-import os
 from dataclasses import asdict
 
 import pytest
@@ -17,6 +16,7 @@ from sa0.eval.run import run_evaluation
 from sa0.head import load_head_model
 from sa0.model import Generator, ModelConfig
 from sa0.train.checkpoint import export_generator
+from tests.ray_local import local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TINY = ModelConfig(image_size=56, unet_channels=(8, 16), dpt_channels=8, out_channels=8, residual_hidden=8)
@@ -24,16 +24,8 @@ TINY = ModelConfig(image_size=56, unet_channels=(8, 16), dpt_channels=8, out_cha
 
 @pytest.fixture(scope="module")
 def ray_session():
-    import tempfile
-
-    ray = pytest.importorskip("ray")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=tempfile.mkdtemp(dir="/tmp", prefix="sa0ev"))
-    try:
+    with local_ray(num_cpus=2) as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +56,8 @@ def test_plans_follow_the_protocols(world):
     clip = mono[0]
     sources, targets = plan(clip, EvalConfig(protocol="ff_self", num_sources=2))
     assert sources == [(0, 0), (1, 0)] and targets == [(t, 0) for t in range(2, 8)]
+    _, same = plan(clip, EvalConfig(protocol="ff_self", num_sources=1, targets_from=4))
+    assert same == plan(clip, EvalConfig(protocol="ff_self", num_sources=4, targets_from=4))[1] == [(t, 0) for t in range(4, 8)]
     sources, targets = plan(clip, EvalConfig(protocol="subject_mono", test_frames=3))
     assert targets == [(5, 0), (6, 0), (7, 0)] and all(t < 5 for t, _ in sources)
     _, targets = plan(clip, EvalConfig(protocol="subject_mono"))  # refine_batch's split: the last 20 %

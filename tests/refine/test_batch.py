@@ -16,20 +16,15 @@ from sa0.refine.fanout import refine_batch
 from sa0.refine.outputs import OUTPUT_FILES
 from sa0.refine.subjects import format_table
 from tests.data.clips import corrupt_member
+from tests.ray_local import local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
-    ray = pytest.importorskip("ray")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    try:
+def ray_session():
+    with local_ray(num_cpus=2) as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,6 @@
 """Distributed generator training on Ray Train: 2 CPU workers, DeepSpeed ZeRO-2 (RANDOMLY
 INITIALISED encoder: these tests check training mechanics, not avatar quality)."""
 
-import json
-import os
-from dataclasses import replace
-from pathlib import Path
-
 import pytest
 
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
@@ -14,6 +9,7 @@ from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.head import load_head_model
 from sa0.train.checkpoint import load_generator, verify_checkpoint
 from sa0.train.recipes import recipe
+from tests.ray_local import local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 CRASH_RUN = "crashy"
@@ -26,17 +22,8 @@ def crash_marker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_session(crash_marker):
-    import tempfile
-
-    ray = pytest.importorskip("ray")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    temp = tempfile.mkdtemp(dir="/tmp", prefix="sa0ray")  # short: Unix socket paths are limited
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, _temp_dir=temp,
-             runtime_env={"env_vars": {"SA0_FAULT_INJECT": f"{CRASH_RUN}-rank1:step8:{crash_marker}"}})
-    try:
+    with local_ray(num_cpus=4, env_vars={"SA0_FAULT_INJECT": f"{CRASH_RUN}-rank1:step8:{crash_marker}"}) as ray:
         yield ray
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
