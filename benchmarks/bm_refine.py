@@ -5,6 +5,8 @@
 1. Synthetic head at R = 128: a full refinement step (bind, render over a random background,
    L1 + SSIM + aspect penalty, backward, Adam, clamps) against a bare render forward + backward of
    the same Gaussians with a plain sum loss, at 256^2 and 512^2, side by side (target <= 1.3x).
+   Both are medians of per-step times: the refinement's steps are timed between its progress
+   callbacks (so its one-off set-up and final evaluation are not counted), the bare render as often.
 2. Fan-out: N small subjects refined as Ray tasks on a simulated cluster of 1 node x 1 CPU vs
    2 nodes x 1 CPU (ray.cluster_utils.Cluster); speed-up = time(1 node) / time(2 nodes)
    (target >= 0.8 x nodes).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 
@@ -33,16 +36,6 @@ from sa0.render import render
 from sa0.types import LocalGaussians
 
 
-def _best(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def bench_step(flame_dir: str, size: int, steps: int) -> dict:
     head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=128))
     (clip,) = list(synthetic_clips(head, "mono", 1, 1, 4, 1, size, DOMAINS["studio"], seed=0))
@@ -58,12 +51,17 @@ def bench_step(flame_dir: str, size: int, steps: int) -> dict:
         out = render(bind(LocalGaussians(*leaves), verts[0], head.faces, head.layout), cam, torch.zeros(3))
         (out.image.sum() + out.alpha.sum()).backward()
 
-    bare_s = _best(bare, 5)
-    refine_subject(head, clip, RefineConfig(steps=2, scale_freeze_steps=0), init=init)  # warm-up
-    cfg = RefineConfig(steps=steps, scale_freeze_steps=0, log_every=10**9)
-    t0 = time.perf_counter()
-    refine_subject(head, clip, cfg, init=init)
-    step_s = (time.perf_counter() - t0) / steps  # includes the run's own set-up, amortised over `steps`
+    bare()  # warm-up
+    bare_times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        bare()
+        bare_times.append(time.perf_counter() - t0)
+    bare_s = statistics.median(bare_times)
+    stamps = []  # the refinement's own steps, timed between consecutive progress callbacks
+    cfg = RefineConfig(steps=steps + 1, scale_freeze_steps=0, log_every=10**9)
+    refine_subject(head, clip, cfg, init=init, progress=lambda step: stamps.append(time.perf_counter()))
+    step_s = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
     return {"size": size, "gaussians": head.num_gaussians, "bare_render_fwd_bwd_s": bare_s, "refine_step_s": step_s,
             "ratio": step_s / bare_s, "steps_per_s": 1.0 / step_s}
 

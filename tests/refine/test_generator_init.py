@@ -63,6 +63,8 @@ def test_random_init_encoder_refinement_starts_from_the_generator_prediction(set
     neutral = refine_subject(head, train, RefineConfig(steps=2, log_every=1, seed=0), test=test)
     assert neutral.metrics["initial"] != result.metrics["initial"]
     assert result.local.positions.shape == (head.num_gaussians, 3)
+    # one layout object for both stages: the generator predicts exactly the texels the refiner optimises
+    assert trained.model.head.layout is head.layout and type(trained.model.head.layout).__name__ == "UVLayout"
 
 
 def test_generator_with_another_layout_is_refused(setup, synthetic_dir):
