@@ -105,8 +105,11 @@ def _lpips(cfg: PhaseConfig, device):
 class _Logger:
     """Rank 0's metric buffer, console lines and MLflow hand-off."""
 
-    def __init__(self, run: PhaseRun, start_step: int):
+    def __init__(self, run: PhaseRun, start_step: int, counter=None, progress=None):
         self.run, self.prefix, self.rows = run, f"phase{run.phase}/", []
+        self.counter, self.progress = counter, progress
+        if progress is not None:
+            progress.set_step.remote(start_step)
         self.t0, self.start_step = time.monotonic(), start_step
         self.tracker = None
         if run.mlflow_run_id:
@@ -116,6 +119,13 @@ class _Logger:
             self.tracker.start(run.job.train.run_name, {}, run_id=run.mlflow_run_id)
 
     def add(self, step: int, metrics: dict) -> None:
+        """Buffer a row (adding the skipped-sample count), tell the data pipeline the step, print a line."""
+        import ray
+
+        if self.counter is not None:
+            metrics["skipped_samples"] = ray.get(self.counter.count.remote())
+        if self.progress is not None:
+            self.progress.set_step.remote(step)
         self.rows.append((step, {self.prefix + k: v for k, v in metrics.items()}))
         total = self.run.cfg.steps
         rate = (step - self.start_step) / max(1e-9, time.monotonic() - self.t0)
@@ -176,6 +186,45 @@ def _resume(engine, world: int, rank: int) -> dict:
     return state
 
 
+def _device(train) -> torch.device:
+    import ray.train
+
+    if train.use_gpu == "true":
+        return ray.train.torch.get_device()
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported (in _build_engine)
+    return torch.device("cpu")
+
+
+class _Interval:
+    """Time spent waiting for data and computing since the last logged step."""
+
+    def __init__(self):
+        self.waited = self.computed = 0.0
+        self.steps = 0
+
+    def add(self, waited: float, computed: float) -> None:
+        self.waited, self.computed, self.steps = self.waited + waited, self.computed + computed, self.steps + 1
+
+    def take(self, samples_per_step: int) -> dict:
+        busy = max(1e-9, self.waited + self.computed)
+        out = {"samples_per_s": samples_per_step * self.steps / busy, "data_wait_frac": self.waited / busy}
+        self.__init__()
+        return out
+
+
+def _save_and_report(engine, run: PhaseRun, rank: int, step: int, loop_state: dict, metrics: dict) -> None:
+    """Every rank: DeepSpeed state, (last step, rank 0) the full generator, then the completion marker."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as directory:
+        engine.save_checkpoint(directory, tag="state")
+        if rank == 0 and step == run.cfg.steps:
+            torch.save({k: v.detach().cpu() for k, v in engine.module.state_dict().items()},
+                       os.path.join(directory, GENERATOR_FILE))
+        write_rank_marker(directory, rank, loop_state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter, "progress": TrainingProgress}."""
     import ray.train
@@ -187,11 +236,7 @@ def train_loop_per_worker(config: dict) -> None:
     cfg, train = run.cfg, run.job.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if train.use_gpu == "true":
-        device = ray.train.torch.get_device()
-    else:
-        device = torch.device("cpu")
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported (in _build_engine)
+    device = _device(train)
     engine, head, anchor = _build_engine(run, device)
     lpips_fn = _lpips(cfg, device)
     state = _resume(engine, world, rank)
@@ -199,12 +244,9 @@ def train_loop_per_worker(config: dict) -> None:
     if step >= cfg.steps:
         return  # this phase finished before the restart; its last checkpoint holds the result
     segments.append([step + 1, step])
-    logger = _Logger(run, step) if rank == 0 else None
-    if rank == 0 and progress is not None:
-        progress.set_step.remote(step)
+    logger = _Logger(run, step, counter, progress) if rank == 0 else None
     stream = ExampleStream(ray.train.get_dataset_shard("train"), cfg.batch_size, progress, position=state["data"])
-    batches = iter(stream)
-    waited, computed, interval_steps = 0.0, 0.0, 0  # since the last logged step
+    batches, interval = iter(stream), _Interval()
     while step < cfg.steps:
         t0 = time.perf_counter()
         batch = next(batches)
@@ -215,36 +257,24 @@ def train_loop_per_worker(config: dict) -> None:
         engine.step()
         step += 1
         segments[-1][1] = step
-        waited, computed, interval_steps = waited + t1 - t0, computed + time.perf_counter() - t1, interval_steps + 1
+        interval.add(t1 - t0, time.perf_counter() - t1)
         maybe_crash(f"{train.run_name}-rank{rank}", f"step{step}")
         checkpoint_now = step % train.checkpoint_every == 0 or step == cfg.steps
         if not checkpoint_now and step % train.log_every:
             continue
         metrics = {"step": step, "loss": float(total.detach()), **terms, "lr": engine.get_lr()[0],
-                   "samples_per_s": world * cfg.batch_size * interval_steps / max(1e-9, waited + computed),
-                   "data_wait_frac": waited / max(1e-9, waited + computed),
+                   **interval.take(world * cfg.batch_size),
                    **dict(zip(("optimizer_state_mib", "zero_master_mib"),
                               (b / 2**20 for b in optimizer_state_bytes(engine))))}
-        waited, computed, interval_steps = 0.0, 0.0, 0
-        if rank == 0:
-            if counter is not None:
-                metrics["skipped_samples"] = ray.get(counter.count.remote())
-            if progress is not None:
-                progress.set_step.remote(step)
+        if logger is not None:
             logger.add(step, metrics)
         if not checkpoint_now:
             ray.train.report(metrics)
             continue
         loop_state = {"step": step, "data": stream.state_dict(), "segments": segments, "phase": run.phase,
                       "config": json.loads(json.dumps(asdict(run.job), default=str))}
-        with tempfile.TemporaryDirectory() as directory:
-            engine.save_checkpoint(directory, tag="state")
-            if rank == 0 and step == cfg.steps:
-                torch.save({k: v.detach().cpu() for k, v in engine.module.state_dict().items()},
-                           os.path.join(directory, GENERATOR_FILE))
-            write_rank_marker(directory, rank, loop_state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-        if rank == 0:
+        _save_and_report(engine, run, rank, step, loop_state, metrics)
+        if logger is not None:
             logger.committed(step, image_grid(batch, shown))
     if logger is not None:
         logger.close()
