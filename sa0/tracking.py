@@ -53,6 +53,15 @@ class Tracker:
         except Exception as exc:
             self._fail(exc)
 
+    def tags(self, values: dict) -> None:
+        """Tags on the current run (e.g. which phases of a job have finished)."""
+        if not self.enabled:
+            return
+        try:
+            self._mlflow.set_tags({k: str(v) for k, v in values.items()})
+        except Exception as exc:
+            self._fail(exc)
+
     def image(self, image, key: str, step: int) -> None:
         """An (H, W, 3) uint8 image as a step-indexed image series (the MLflow UI's image grid view)."""
         if not self.enabled:

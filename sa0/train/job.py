@@ -116,6 +116,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
     state = _load_state(state_path, job)
     tracker = _tracker(job)
     run_id = tracker.start(job.train.run_name, flatten(asdict(job)), run_id=state.get("mlflow_run_id"))
+    tracker.tags({"sa0.recipe": job.recipe, "sa0.phases": ",".join(str(n) for n, _ in job.phases())})
     state.update(config=json.loads(json.dumps(asdict(job), default=str)), mlflow_run_id=run_id)
     state_path.write_text(json.dumps(state, indent=1))
     counter, progress = make_actors()
@@ -129,6 +130,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
             print(f"phase {number}: {run.cfg.steps} steps on {job.train.num_workers} worker(s)", flush=True)
             _export_phase(fit_phase(run, run_dir, counter, progress), run, path)
         exports[number] = init = path
+        tracker.tags({f"sa0.phase{number}": "finished", f"sa0.phase{number}.export": str(path)})
         state["finished_phases"] = sorted(exports)
         state_path.write_text(json.dumps(state, indent=1))
     skipped = ray.get(counter.count.remote())

@@ -69,6 +69,7 @@ def test_random_init_encoder_two_workers_zero2_overfit_and_complete_checkpoint(r
     first, last = sum(v for _, v in history[:2]) / 2, sum(v for _, v in history[-2:]) / 2
     assert last < 0.5 * first, history
     assert run.data.params["train.zero_stage"] == "2" and "phase1/samples_per_s" in run.data.metrics
+    assert run.data.tags["sa0.phase1"] == "finished" and run.data.tags["sa0.phases"] == "1"
     assert "phase1/lpips" not in run.data.metrics and run.data.metrics["skipped_samples"] == 0
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert any("phase1_grid" in a for a in artifacts), artifacts
