@@ -146,8 +146,6 @@ def validate_job(job: GeneratorJob) -> None:
         if not 1 <= k <= MAX_K or k > job.model.max_sources:
             raise ValueError(f"{where}.data.example.sampler.max_sources (K) must be in 1..{min(MAX_K, job.model.max_sources)}"
                              f" (model.max_sources={job.model.max_sources}), got {k}")
-    if job.phase2 is not None and job.phase2.loss.l2_sp > 0 and job.phase1 is None:
-        raise ValueError("phase2.loss.l2_sp needs phase 1 (the anchor is the phase-1 generator)")
 
 
 def wants_gpu(train: TrainConfig, cuda_available: bool) -> bool:
