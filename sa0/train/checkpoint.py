@@ -49,12 +49,17 @@ def write_rank_marker(directory: str | os.PathLike, rank: int, state: dict) -> N
 def verify_checkpoint(directory: str | os.PathLike, world_size: int) -> list[dict]:
     """-> every rank's loop state; raises IncompleteCheckpointError if any part is missing."""
     directory = Path(directory)
+    written = sorted(directory.glob(RANK_MARKER.format(rank="*")))
+    if len(written) > world_size:
+        raise IncompleteCheckpointError(f"checkpoint {directory} was written by {len(written)} workers, this run has "
+                                        f"{world_size}; resume with train.num_workers={len(written)} or use a new run name")
     states = []
     for rank in range(world_size):
         marker = directory / RANK_MARKER.format(rank=rank)
         if not marker.is_file():
             raise IncompleteCheckpointError(f"checkpoint {directory}: rank {rank}'s marker {marker.name} is missing "
-                                            "(that rank never finished writing); refusing to resume from it")
+                                            f"(that rank never finished writing, or only {len(written)} workers wrote "
+                                            "this checkpoint); refusing to resume from it")
         state = json.loads(marker.read_text())
         if state.get("schema_version") != SCHEMA_VERSION:
             raise IncompleteCheckpointError(f"checkpoint {directory}: {marker.name} has schema_version "

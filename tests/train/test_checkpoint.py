@@ -49,6 +49,12 @@ def test_incomplete_checkpoint_is_refused_naming_the_problem(tmp_path, damage, m
         verify_checkpoint(merged, 2)
 
 
+def test_resuming_with_fewer_workers_than_wrote_the_checkpoint_is_refused(tmp_path):
+    merged = _two_rank_checkpoint(tmp_path)
+    with pytest.raises(IncompleteCheckpointError, match="written by 2 workers, this run has 1"):
+        verify_checkpoint(merged, 1)
+
+
 def test_ranks_at_different_steps_or_old_schema_are_refused(tmp_path):
     merged = _two_rank_checkpoint(tmp_path)
     marker = merged / "loop_rank1.json"
