@@ -50,3 +50,10 @@ def mesh(assets):
 def rng():
     return np.random.default_rng(0)
 
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_uri(monkeypatch):
+    """mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI, which jobs read as their default:
+    start every test without it and restore the environment afterwards."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
