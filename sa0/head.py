@@ -13,6 +13,7 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.flame.io import find_uv_file, load_flame_assets, load_uv, resolve_flame_dir
 from sa0.flame.layer import FlameLayer
 from sa0.gaussians.layout import UVLayout, build_uv_layout
+from sa0.types import FlameParams
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,21 @@ class HeadModel:
     @property
     def num_gaussians(self) -> int:
         return self.layout.num_gaussians
+
+    def pose_track(self, track: dict, timesteps=None, shape=None) -> torch.Tensor:
+        """Posed vertices (T, V, 3) from a clip's FLAME track (dict of (T, ...) arrays named as
+        sa0.types.FlameParams), optionally only `timesteps`; shape and expression are padded or cut
+        to this head's component counts; `shape` (S,) replaces the track's identity (reenactment)."""
+        fields = {k: torch.as_tensor(np.asarray(v)[timesteps] if timesteps is not None else np.asarray(v)).float()
+                  for k, v in track.items()}
+        if shape is not None:
+            fields["shape"] = torch.as_tensor(np.asarray(shape, np.float32)).float().expand(len(fields["shape"]), -1)
+        for name, width in (("shape", self.flame.num_shape), ("expression", self.flame.num_expression)):
+            value = fields[name]
+            fields[name] = value[:, :width] if value.shape[1] >= width else torch.nn.functional.pad(
+                value, (0, width - value.shape[1]))
+        with torch.no_grad():
+            return self.flame(FlameParams(**fields))
 
     def to(self, device: torch.device | str) -> "HeadModel":
         """This head on `device` (faces and layout are copied; the FLAME layer, an nn.Module, moves in place)."""

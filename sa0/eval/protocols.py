@@ -32,7 +32,7 @@ from sa0.gaussians import bind
 from sa0.head import HeadModel
 from sa0.losses.antispike import max_aspect_ratio
 from sa0.render.api import render
-from sa0.types import Cameras, FlameParams, LocalGaussians
+from sa0.types import Cameras, LocalGaussians
 
 PROTOCOLS = ("ff_self", "ff_cross", "subject_mono", "multiview_novel")
 HOLDOUT_FRACTION = 0.2  # refine_batch's split (sa0.refine.subjects.train_test)
@@ -94,19 +94,6 @@ def plan(clip: Clip, cfg: EvalConfig) -> tuple[list, list]:
     return [(0, c) for c in others[:k]], _spaced([(i, held) for i in range(t)], cfg.max_targets)
 
 
-def _posed(head: HeadModel, clip: Clip, timesteps: list[int], shape: np.ndarray | None = None) -> torch.Tensor:
-    track = clip.flame.as_dict()
-    fields = {k: torch.as_tensor(v[timesteps]).float() for k, v in track.items()}
-    if shape is not None:
-        fields["shape"] = torch.as_tensor(np.broadcast_to(shape, track["shape"][timesteps].shape).copy()).float()
-    widths = {"shape": head.flame.num_shape, "expression": head.flame.num_expression}
-    for name, width in widths.items():
-        value = fields[name]
-        fields[name] = value[:, :width] if value.shape[1] >= width else torch.nn.functional.pad(value, (0, width - value.shape[1]))
-    with torch.no_grad():
-        return head.flame(FlameParams(**fields))
-
-
 def ground_truth(clip: Clip, frames: list) -> tuple[torch.Tensor, torch.Tensor]:
     """-> images over black (B, H, W, 3) in [0, 1], mattes (B, H, W) bool (matte > 0.5)."""
     images = torch.stack([torch.as_tensor(clip.images[t, c]).float() / 255 for t, c in frames])
@@ -115,9 +102,9 @@ def ground_truth(clip: Clip, frames: list) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Predictor:
-    """What is evaluated: local Gaussians for a target frame (generator) or per subject (avatar)."""
+    """What is evaluated: local Gaussians per target frame (generator) or per subject (avatar)."""
 
-    def local(self, clip: Clip, sources: list, target, driver: Clip | None) -> LocalGaussians:
+    def locals(self, clip: Clip, sources: list, targets: list, driver: Clip | None) -> list[LocalGaussians]:
         raise NotImplementedError
 
 
@@ -127,10 +114,10 @@ class GeneratorPredictor(Predictor):
 
         self.trained = load_trained_generator(path, head)
 
-    def local(self, clip, sources, target, driver):
-        from sa0.model.inference import predict_local
+    def locals(self, clip, sources, targets, driver):
+        from sa0.model.inference import predict_locals
 
-        return predict_local(self.trained, clip, sources, target, driver=driver)
+        return predict_locals(self.trained, clip, sources, targets, driver=driver)
 
 
 class AvatarPredictor(Predictor):
@@ -139,7 +126,7 @@ class AvatarPredictor(Predictor):
     def __init__(self, avatars: str, head: HeadModel):
         self.root, self.head, self.cache = Path(avatars), head, {}
 
-    def local(self, clip, sources, target, driver):
+    def locals(self, clip, sources, targets, driver):
         from sa0.export.package import load_package
         from sa0.export.reenact import check_layout
 
@@ -151,7 +138,7 @@ class AvatarPredictor(Predictor):
             package = load_package(path)
             check_layout(package, self.head)
             self.cache[subject] = package.local
-        return self.cache[subject]
+        return [self.cache[subject]] * len(targets)
 
 
 class Scorer:
@@ -189,13 +176,13 @@ def evaluate_clip(clip: Clip, driver: Clip | None, head: HeadModel, predictor: P
     frame_clip = driver if cfg.protocol == "ff_cross" else clip
     if cfg.protocol == "ff_cross":
         targets = _spaced([(i, 0) for i in range(driver.num_timesteps)], cfg.max_targets)
-    verts = _posed(head, frame_clip, [t for t, _ in targets],
-                   shape=clip.flame.shape[0] if cfg.protocol == "ff_cross" else None)
+    verts = head.pose_track(frame_clip.flame.as_dict(), [t for t, _ in targets],
+                            shape=clip.flame.shape[0] if cfg.protocol == "ff_cross" else None)
     h, w = frame_clip.image_size
     preds, ars = [], []
+    locals_ = predictor.locals(clip, sources, targets, driver if cfg.protocol == "ff_cross" else None)
     with torch.no_grad():
-        for i, (t, c) in enumerate(targets):
-            local = predictor.local(clip, sources, (t, c), driver if cfg.protocol == "ff_cross" else None)
+        for i, ((t, c), local) in enumerate(zip(targets, locals_)):
             cam = Cameras(torch.as_tensor(frame_clip.viewmats[t, c]).float()[None],
                           torch.as_tensor(frame_clip.Ks[t, c]).float()[None], w, h)
             out = render(bind(local, verts[i], head.faces, head.layout), cam, torch.zeros(3))

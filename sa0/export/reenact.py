@@ -16,7 +16,7 @@ from sa0.export.package import AvatarPackage
 from sa0.gaussians import bind
 from sa0.head import HeadModel
 from sa0.render.api import render
-from sa0.types import Cameras, FlameParams
+from sa0.types import Cameras
 
 
 def check_layout(package: AvatarPackage, head: HeadModel) -> None:
@@ -30,19 +30,11 @@ def reenact_frames(package: AvatarPackage, head: HeadModel, driver: Clip, camera
                    background: float = 1.0) -> np.ndarray:
     """-> uint8 frames (T, H, W, 3) of the avatar moving like the driver, seen by its camera `camera`."""
     check_layout(package, head)
-    t = driver.num_timesteps
-    track = driver.flame.as_dict()
-    shape = np.broadcast_to(package.shape[: head.flame.num_shape], (t, head.flame.num_shape))
-    expression = np.zeros((t, head.flame.num_expression), np.float32)
-    width = min(head.flame.num_expression, track["expression"].shape[1])
-    expression[:, :width] = track["expression"][:, :width]
-    params = FlameParams(torch.as_tensor(np.ascontiguousarray(shape)), torch.as_tensor(expression),
-                         *(torch.as_tensor(track[k]) for k in ("global_rot", "neck", "jaw", "eyes", "translation")))
+    verts = head.pose_track(driver.flame.as_dict(), shape=package.shape)
     h, w = driver.image_size
     frames = []
     with torch.no_grad():
-        verts = head.flame(params)
-        for i in range(t):
+        for i in range(driver.num_timesteps):
             cams = Cameras(torch.as_tensor(driver.viewmats[i, camera])[None], torch.as_tensor(driver.Ks[i, camera])[None], w, h)
             out = render(bind(package.local, verts[i], head.faces, head.layout), cams, torch.full((3,), background))
             frames.append((out.image[0].clamp(0, 1) * 255).round().byte().numpy())

@@ -67,22 +67,32 @@ class Generator(nn.Module):
 
     def forward(self, x: GeneratorInputs, view_code: torch.Tensor | None = None) -> GeneratorOutputs:
         """view_code: optionally a precomputed (B, 27) encoding (e.g. a leaf that needs gradients)."""
+        if x.tgt_condition.shape[-1] != CONDITION_DIM:
+            raise ValueError(f"tgt_condition must have {CONDITION_DIM} values, got {x.tgt_condition.shape[-1]}")
+        return self.decode(self.encode(x), x.tgt_viewmat, x.tgt_condition, view_code)
+
+    def encode(self, x: GeneratorInputs) -> torch.Tensor:
+        """Sources only (METHOD §2 steps 1-4: encoder, UV warp, K-source mean-pool, StyleUNet with
+        SFT on the pooled CLS) -> UV features (B, out_channels, R, R). Independent of the target, so
+        one encoding serves every target of the same sources (evaluation, refinement init)."""
         b, k = x.src_mask.shape
         if k > self.cfg.max_sources:
             raise ValueError(f"{k} sources given, the model takes at most {self.cfg.max_sources}")
-        if x.tgt_condition.shape[-1] != CONDITION_DIM:
-            raise ValueError(f"tgt_condition must have {CONDITION_DIM} values, got {x.tgt_condition.shape[-1]}")
         flat = lambda t: t.reshape((b * k,) + t.shape[2:])  # noqa: E731
         features, cls = self.encoder(flat(x.src_images))
         warped = uv_warp(features, flat(x.src_images), flat(x.src_verts), self.head.faces, self.head.layout,
                          flat(x.src_viewmats), flat(x.src_Ks))
         pooled = masked_mean(warped.view((b, k) + warped.shape[1:]), x.src_mask)
-        code = masked_mean(cls.view(b, k, -1), x.src_mask)
-        uv = self.unet(pooled, code)
+        return self.unet(pooled, masked_mean(cls.view(b, k, -1), x.src_mask))
+
+    def decode(self, uv: torch.Tensor, tgt_viewmat: torch.Tensor, tgt_condition: torch.Tensor,
+               view_code: torch.Tensor | None = None) -> GeneratorOutputs:
+        """UV features (B, F, R, R) from encode + each target's view (B, 4, 4) and condition (B, 112)
+        (steps 5-7) -> outputs for B targets."""
         if view_code is None:
-            view_code = harmonic_encoding(view_direction(x.tgt_viewmat))
+            view_code = harmonic_encoding(view_direction(tgt_viewmat))
         maps = self.heads(uv, view_code)
-        deltas = self.residual(uv, x.tgt_condition)
+        deltas = self.residual(uv, tgt_condition)
         layout = self.head.layout
         get = lambda name: from_uv_map(maps[name], layout)  # noqa: E731
         delta = {name: from_uv_map(value, layout) for name, value in deltas.items()}

@@ -2,8 +2,8 @@
 
 `load_trained_generator(path, head)` -> TrainedGenerator rebuilds the Generator from an export written by
 jobs/train_generator.py (sa0.train.checkpoint) and checks that the head has the layout it was
-trained with. `predict_local(generator, clip, sources, target)` runs it once (no gradients) and
-returns the per-texel local Gaussians for the target frame: the feed-forward avatar, and the
+trained with. `predict_locals(generator, clip, sources, targets)` encodes the sources once and
+decodes every target (no gradients), returning the per-texel local Gaussians of each target frame: the feed-forward avatar, and the
 starting point of per-subject refinement (METHOD §4, same layout, so refinement never changes N).
 """
 
@@ -59,20 +59,31 @@ def spread_sources(num_timesteps: int, first: int, k: int) -> list[tuple[int, in
     return [(t, 0) for t in chosen]
 
 
-@torch.no_grad()
 def predict_local(generator: TrainedGenerator, clip: Clip, sources: list[tuple[int, int]],
                   target: tuple[int, int], driver: Clip | None = None) -> LocalGaussians:
-    """-> LocalGaussians with (N, ...) attributes for the target frame's expression and view.
-    driver: take the target frame from this clip instead (cross-reenactment: the sources' identity,
-    the driver's expression, pose and camera)."""
+    """-> LocalGaussians with (N, ...) attributes for one target frame (see predict_locals)."""
+    return predict_locals(generator, clip, sources, [target], driver)[0]
+
+
+@torch.no_grad()
+def predict_locals(generator: TrainedGenerator, clip: Clip, sources: list[tuple[int, int]],
+                   targets: list[tuple[int, int]], driver: Clip | None = None, chunk: int = 8) -> list[LocalGaussians]:
+    """Local Gaussians for each target frame's expression and view, from one encoding of the sources
+    (encoder, warp, mean-pool and UNet run once; only the heads run per target, `chunk` at a time).
+    driver: take the targets from this clip instead (cross-reenactment: the sources' identity, the
+    driver's expression, pose and camera; the condition carries no shape)."""
     from sa0.train.step import prepare_batch
 
     model = generator.model
-    example = example_from_frames(clip, sources, sources[0] if driver is not None else target,
-                                  model.cfg.max_sources, generator.image_size)
-    if driver is not None:
-        driven = example_from_frames(driver, [target], target, 1, generator.image_size)
-        example.update({k: v for k, v in driven.items() if k.startswith("tgt_") and k != "tgt_flame_shape"})
-    batch = {k: torch.from_numpy(np.array(v))[None] for k, v in example.items()}
-    out = model(prepare_batch(batch, model.head, model.base_positions.device).inputs)
-    return LocalGaussians(*(getattr(out.local, f)[0].float().cpu() for f in LocalGaussians.__dataclass_fields__))
+    device, size = model.base_positions.device, generator.image_size
+    prepare = lambda examples: prepare_batch(  # noqa: E731
+        {k: torch.from_numpy(np.stack([np.array(e[k]) for e in examples])) for k in examples[0]}, model.head, device)
+    uv = model.encode(prepare([example_from_frames(clip, sources, sources[0], model.cfg.max_sources, size)]).inputs)
+    out = []
+    for start in range(0, len(targets), chunk):
+        frames = targets[start:start + chunk]
+        x = prepare([example_from_frames(driver or clip, [t], t, 1, size) for t in frames]).inputs
+        result = model.decode(uv.expand(len(frames), -1, -1, -1), x.tgt_viewmat, x.tgt_condition)
+        out += [LocalGaussians(*(getattr(result.local, f)[i].float().cpu() for f in LocalGaussians.__dataclass_fields__))
+                for i in range(len(frames))]
+    return out

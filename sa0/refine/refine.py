@@ -27,7 +27,7 @@ from sa0.head import HeadModel
 from sa0.losses import aspect_penalty, clamp_log_scales, l1, max_aspect_ratio, psnr, ssim
 from sa0.refine.reference import choose_reference_frame, neutral_init
 from sa0.render.api import render
-from sa0.types import Cameras, FlameParams, LocalGaussians
+from sa0.types import Cameras, LocalGaussians
 
 ATTRIBUTES = ("positions", "rotations", "log_scales", "colors", "opacity_logits")
 
@@ -88,9 +88,7 @@ def _frames(clip: Clip) -> list[tuple[int, int]]:
 
 
 def _posed(head: HeadModel, clip: Clip) -> torch.Tensor:
-    params = FlameParams(*(torch.as_tensor(v) for v in clip.flame.as_dict().values()))
-    with torch.no_grad():
-        return head.flame(params)
+    return head.pose_track(clip.flame.as_dict())
 
 
 def _camera(clip: Clip, t: int, c: int) -> Cameras:
@@ -119,13 +117,12 @@ def evaluate(head: HeadModel, local: LocalGaussians, clip: Clip, render_cfg: Ren
 
 
 @torch.no_grad()
-def novel_view_max_ar(head: HeadModel, local: LocalGaussians, clip: Clip, t: int, render_cfg: RenderConfig,
-                      yaws=(-90.0, -45.0, 45.0, 90.0), pitches=(-30.0, 30.0)) -> float:
+def novel_view_max_ar(head: HeadModel, local: LocalGaussians, verts: torch.Tensor, clip: Clip, t: int,
+                      render_cfg: RenderConfig, yaws=(-90.0, -45.0, 45.0, 90.0), pitches=(-30.0, 30.0)) -> float:
     """maxAR seen from views the training camera never had: camera 0 of frame t orbited about the
     head's centre by each yaw (about +y) and each pitch (about +x). Spikes that point along the
     training view direction are invisible in training renders, and so to the aspect penalty, but
-    not here (METHOD §4: spikes show in novel views)."""
-    verts = _posed(head, clip)[t]
+    not here (METHOD §4: spikes show in novel views). verts: frame t's posed vertices (V, 3)."""
     centre = verts.mean(0)
     view = torch.as_tensor(clip.viewmats[t, 0], dtype=torch.float32)
     eye = -view[:3, :3].T @ view[:3, 3]
@@ -210,5 +207,5 @@ def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip |
     metrics["seconds"] = time.perf_counter() - start
     metrics["steps"] = cfg.steps
     metrics["max_ar"] = history[-1]["max_ar"]
-    metrics["max_ar_novel"] = novel_view_max_ar(head, local, train, ref, cfg.render)
+    metrics["max_ar_novel"] = novel_view_max_ar(head, local, verts[ref], train, ref, cfg.render)
     return RefineResult(local, ref, history, metrics)

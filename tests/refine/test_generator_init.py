@@ -1,6 +1,7 @@
 """Refinement starting from an exported generator (RANDOMLY INITIALISED encoder and untrained
 weights: these tests check the plumbing and the layout contract, not avatar quality)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.head import load_head_model
 from sa0.model import Generator, ModelConfig
-from sa0.model.inference import load_trained_generator, predict_local, spread_sources
+from sa0.model.inference import load_trained_generator, predict_local, predict_locals, spread_sources
 from sa0.refine import RefineConfig, refine_subject
 from sa0.refine.refine import evaluate
 from sa0.refine.subjects import slice_timesteps
@@ -51,6 +52,26 @@ def test_random_init_encoder_export_loads_and_predicts_the_same_as_the_model(set
     local = predict_local(trained, train, spread_sources(train.num_timesteps, 2, 2), (2, 0))
     assert local.positions.shape == (head.num_gaussians, 3) and torch.isfinite(local.positions).all()
     assert (local.positions - model.base_positions).abs().max() > 1e-3  # the heads' output, not the rest pose
+
+
+def test_random_init_encoder_batched_prediction_equals_one_forward_per_target(setup):
+    """The fast path (encode the sources once, decode targets in chunks) against its slow twin: one full
+    generator forward per target on the example sources + target, as in training."""
+    from sa0.data.examples import example_from_frames
+    from sa0.train.step import prepare_batch
+
+    head, path, _, train, _ = setup
+    trained = load_trained_generator(path, head)
+    sources, targets = [(0, 0), (5, 0)], [(1, 0), (3, 0), (6, 0)]
+    fast = predict_locals(trained, train, sources, targets, chunk=2)
+    for target, local in zip(targets, fast):
+        example = example_from_frames(train, sources, target, TINY.max_sources, trained.image_size)
+        batch = {k: torch.from_numpy(np.array(v))[None] for k, v in example.items()}
+        with torch.no_grad():
+            slow = trained.model(prepare_batch(batch, head).inputs).local
+        for name in ("positions", "rotations", "log_scales", "colors", "opacity_logits"):
+            torch.testing.assert_close(getattr(local, name), getattr(slow, name)[0], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fast[0].positions, fast[2].positions)  # targets differ in view and expression
 
 
 def test_random_init_encoder_refinement_starts_from_the_generator_prediction(setup):
