@@ -80,7 +80,7 @@ def _ablations(flame_dir: str, data: dict, size: dict, generator: Path) -> list[
     import numpy as np
 
     from sa0.config import FlameConfig, LayoutConfig
-    from sa0.data.shards import list_clip_keys, load_clip
+    from sa0.data.reader import list_clip_keys, load_clip
     from sa0.head import load_head_model
     from sa0.model.inference import load_trained_generator
     from sa0.refine import RefineConfig, refine_subject

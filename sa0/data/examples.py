@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image
 
 from sa0.data.sampling import SamplerConfig, sample_phase1, sample_phase2, view_directions
+from sa0.data.reader import ClipIndex, ShardReader
 from sa0.data.schema import FLAME_FIELDS, Clip
-from sa0.data.shards import read_array, read_meta, sample_to_clip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,36 +49,46 @@ def crop_resize(image: np.ndarray, K: np.ndarray, box: np.ndarray, size: int):
     return out, K, np.clip(box, 0, size)
 
 
-def choose_frames(sample: dict, source: str, rng, temperature: float, cfg: ExampleConfig):
-    """(sources, target) frame lists for this clip, from its metadata and arrays only."""
-    meta = read_meta(sample, source)
-    t, c = int(meta["num_timesteps"]), int(meta["num_cameras"])
+def choose_frames(index: ClipIndex, rng, temperature: float, cfg: ExampleConfig):
+    """(sources, target) frame lists for this clip, from its index only (no image is read)."""
+    t, c = index.num_timesteps, index.num_cameras
     if cfg.phase == 2:
         return sample_phase2(rng, t, c, cfg.sampler)
-    dirs = view_directions(read_array(sample, "viewmats", source), read_array(sample, "flame_global_rot", source))
-    return sample_phase1(rng, dirs, read_array(sample, "flame_expression", source), temperature, cfg.sampler)
+    a = index.arrays
+    return sample_phase1(rng, view_directions(a["viewmats"], a["flame_global_rot"]), a["flame_expression"],
+                         temperature, cfg.sampler)
 
 
-def _frame(clip: Clip, frame, size):
-    t, c = frame
-    image, K, box = crop_resize(clip.images[t, c], clip.Ks[t, c], clip.face_boxes[t, c], size)
-    matte, _, _ = crop_resize(clip.mattes[t, c], clip.Ks[t, c], clip.face_boxes[t, c], size)
-    flame = {name: getattr(clip.flame, name)[t] for name in FLAME_FIELDS}
-    return image, matte, clip.viewmats[t, c], K, box, flame
-
-
-def build_example(sample: dict, source: str, rng, temperature: float, cfg: ExampleConfig) -> dict[str, np.ndarray]:
-    """-> dict of fixed-shape arrays: src_* (Kmax, ...), src_mask (Kmax,), tgt_* (...)."""
-    sources, target = choose_frames(sample, source, rng, temperature, cfg)
-    clip = sample_to_clip(sample, source, frames=sources + [target])
-    return example_from_frames(clip, sources, target, cfg.sampler.max_sources, cfg.image_size)
+def build_example(reader: ShardReader, index: ClipIndex, rng, temperature: float, cfg: ExampleConfig) -> dict[str, np.ndarray]:
+    """-> dict of fixed-shape arrays: src_* (Kmax, ...), src_mask (Kmax,), tgt_* (...). Reads exactly
+    the chosen frames (K + 1, fewer if repeated) through `reader`."""
+    sources, target = choose_frames(index, rng, temperature, cfg)
+    frames = {f: reader.frame(index, *f) for f in dict.fromkeys(sources + [target])}
+    a = index.arrays
+    flame = {name: a[f"flame_{name}"] for name in FLAME_FIELDS}
+    return assemble_example(frames.__getitem__, a["viewmats"], a["ks"], a["face_boxes"], flame, sources, target,
+                            cfg.sampler.max_sources, cfg.image_size)
 
 
 def example_from_frames(clip: Clip, sources: list, target, kmax: int, size: int) -> dict[str, np.ndarray]:
-    """One example from chosen (timestep, camera) frames of a clip; sources padded to kmax."""
-    src = [_frame(clip, f, size) for f in sources]
+    """One example from chosen (timestep, camera) frames of an in-memory clip; sources padded to kmax."""
+    return assemble_example(lambda f: (clip.images[f], clip.mattes[f]), clip.viewmats, clip.Ks, clip.face_boxes,
+                            clip.flame.as_dict(), sources, target, kmax, size)
+
+
+def assemble_example(frame, viewmats, Ks, boxes, flame: dict, sources: list, target, kmax: int, size: int):
+    """frame((t, c)) -> (rgb, matte); the per-frame arrays (T, C, ...) and FLAME track {name: (T, w)}."""
+
+    def one(f):
+        t, c = f
+        rgb, matte = frame(f)
+        image, K, box = crop_resize(rgb, Ks[t, c], boxes[t, c], size)
+        matte, _, _ = crop_resize(matte, Ks[t, c], boxes[t, c], size)
+        return image, matte, viewmats[t, c], K, box, {name: flame[name][t] for name in FLAME_FIELDS}
+
+    src = [one(f) for f in sources]
     src += [src[0]] * (kmax - len(src))
-    tgt = _frame(clip, target, size)
+    tgt = one(target)
     example = {
         "src_images": np.stack([s[0] for s in src]),
         "src_mask": np.arange(kmax) < len(sources),

@@ -43,11 +43,13 @@ class SamplerConfig:
             raise ValueError("SamplerConfig.anneal_fraction and cross_camera_prob must be in [0, 1]")
 
 
-def temperature_at(step: int, total_steps: int, cfg: SamplerConfig) -> float:
-    """Linear anneal from temperature_start to temperature_end over the first anneal_fraction."""
+def temperature_at(step, total_steps: int, cfg: SamplerConfig):
+    """Linear anneal from temperature_start to temperature_end over the first anneal_fraction
+    (step may be a number or an array of steps)."""
     span = max(1.0, cfg.anneal_fraction * total_steps)
-    frac = min(1.0, max(0.0, step / span))
-    return cfg.temperature_start + frac * (cfg.temperature_end - cfg.temperature_start)
+    frac = np.clip(np.asarray(step, np.float64) / span, 0.0, 1.0)
+    out = cfg.temperature_start + frac * (cfg.temperature_end - cfg.temperature_start)
+    return float(out) if out.ndim == 0 else out
 
 
 def view_directions(viewmats: np.ndarray, global_rot: np.ndarray) -> np.ndarray:

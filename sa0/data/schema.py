@@ -8,6 +8,11 @@ source dataset, domain tag, split and schema version.
 
 `validate_clip(clip, source)` raises ClipError naming the source (file), the field, the frame and
 the offending value; converters and the shard reader call it before anything trains.
+
+Converters and the shard writer also speak a streaming form of the same contract: a `ClipSource`
+(meta + an iterator over `Timestep`s, each one instant's C frames and parameters, or a `Skip`
+naming a timestep that could not be read), so a 16-camera x 300-timestep capture is converted
+holding one timestep in memory, and a bad frame costs its timestep, not the clip.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: shards with a per-clip frame index (sa0.data.shards); 1 is refused
 SPLITS = ("train", "val", "test")
 FLAME_FIELDS = {  # name -> width (None: any width >= 1)
     "shape": None,
@@ -174,3 +179,74 @@ def _check_cameras(clip: Clip, source: str) -> None:
     if len(bad):
         i = tuple(int(v) for v in bad[0])
         _fail(source, "Ks", f"at {_where(i)} is not a pinhole intrinsic matrix: {K[i].tolist()}")
+
+
+@dataclass(frozen=True)
+class Timestep:
+    """One instant of a clip: images (C, H, W, 3) uint8, mattes (C, H, W) uint8, viewmats (C, 4, 4),
+    Ks (C, 3, 3), face_boxes (C, 4) float32, flame {field: (width,)} float32. `source` names the
+    files it came from (for messages)."""
+
+    images: np.ndarray
+    mattes: np.ndarray
+    viewmats: np.ndarray
+    Ks: np.ndarray
+    face_boxes: np.ndarray
+    flame: dict
+    source: str = ""
+
+    def as_clip(self, meta: ClipMeta) -> Clip:
+        """A one-timestep Clip (for validation with validate_clip)."""
+        one = lambda a: np.asarray(a)[None]  # noqa: E731
+        return Clip(meta, one(self.images), one(self.mattes), one(self.viewmats), one(self.Ks), one(self.face_boxes),
+                    FlameTrack(**{name: np.asarray(self.flame[name], np.float32).reshape(1, -1) for name in FLAME_FIELDS}))
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A timestep a converter could not read: `source` (file) and `reason` (field and value)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """A clip as a stream: meta, `timesteps()` -> iterator of Timestep | Skip, `source` (its file or
+    directory), extras (converter notes kept in meta.json)."""
+
+    meta: ClipMeta
+    timesteps: object  # Callable[[], Iterator[Timestep | Skip]]
+    source: str
+    extras: dict = field(default_factory=dict)
+
+
+def clip_source(clip: Clip, source: str = "<clip>") -> ClipSource:
+    """The streaming form of an in-memory clip."""
+
+    def timesteps():
+        for t in range(clip.num_timesteps):
+            yield Timestep(clip.images[t], clip.mattes[t], clip.viewmats[t], clip.Ks[t], clip.face_boxes[t],
+                           {name: getattr(clip.flame, name)[t] for name in FLAME_FIELDS}, f"{source} frame {t}")
+
+    return ClipSource(clip.meta, timesteps, source, dict(clip.extras))
+
+
+def materialise(src: ClipSource) -> Clip:
+    """Collect a ClipSource into a validated Clip; the first Skip raises ClipError (strict)."""
+    steps = []
+    for item in src.timesteps():
+        if isinstance(item, Skip):
+            raise ClipError(f"{item.source}: {item.reason}")
+        steps.append(item)
+    if not steps:
+        raise ClipError(f"{src.source}: no frames")
+    stack = lambda name: np.stack([getattr(s, name) for s in steps])  # noqa: E731
+    try:
+        clip = Clip(src.meta, stack("images"), stack("mattes"), stack("viewmats").astype(np.float32),
+                    stack("Ks").astype(np.float32), stack("face_boxes").astype(np.float32),
+                    FlameTrack(**{n: np.stack([np.asarray(s.flame[n], np.float32).reshape(-1) for s in steps])
+                                  for n in FLAME_FIELDS}), dict(src.extras))
+    except ValueError as exc:  # frames of different sizes, parameters of different widths
+        raise ClipError(f"{src.source}: timesteps do not stack into one clip ({exc})") from exc
+    return validate_clip(clip, src.source)

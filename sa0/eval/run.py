@@ -32,7 +32,7 @@ EXTRA = ("psnr_masked", "ms_ssim", "lpips_vgg")
 
 def _clip_task(shard_dir, key, driver_ref, cfg: EvalConfig, flame: FlameConfig, layout: LayoutConfig,
                checkpoint: str | None, avatars: str | None):
-    from sa0.data.shards import load_clip
+    from sa0.data.reader import load_clip
     from sa0.eval.protocols import AvatarPredictor, GeneratorPredictor, Scorer, evaluate_clip
     from sa0.head import load_head_model
 
@@ -94,7 +94,7 @@ def run_evaluation(cfg: EvalConfig, shard_dirs, out_dir, flame: FlameConfig, lay
     from PIL import Image
     from tqdm import tqdm
 
-    from sa0.data.shards import list_clip_keys
+    from sa0.data.reader import list_clip_keys
 
     if (checkpoint is None) == (avatars is None):
         raise ValueError("give exactly one of checkpoint (an exported generator) or avatars (refine_batch output)")

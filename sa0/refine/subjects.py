@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.schema import Clip, ClipError, ClipMeta
-from sa0.data.shards import MANIFEST, ShardError, iter_tar_samples, sample_to_clip
+from sa0.data.reader import ShardReader, clip_records
+from sa0.data.shards import ShardError
 from sa0.faults import maybe_crash
 from sa0.head import load_head_model
 from sa0.model.inference import load_trained_generator
@@ -27,17 +28,14 @@ def _sanitised(subject: str) -> str:
 
 def load_subject_clips(subject: str, shard_dirs) -> list[Clip]:
     want = _sanitised(subject)
-    clips = []
-    for directory in map(Path, shard_dirs):
-        manifest_path = directory / MANIFEST
-        if not manifest_path.is_file():
-            raise BadInput(f"{directory}: no {MANIFEST}")
-        for shard in json.loads(manifest_path.read_text())["shards"]:
-            if not any(key.split("__")[1] == want for key in shard["clips"]):
-                continue
-            for sample in iter_tar_samples(directory / shard["file"]):
-                if sample["__key__"].split("__")[1] == want:
-                    clips.append(sample_to_clip(sample, str(directory / shard["file"])))
+    try:
+        records = clip_records(shard_dirs)
+    except ShardError as exc:
+        raise BadInput(str(exc)) from exc
+    reader = ShardReader()
+    clips = [reader.clip(reader.index(path, record)) for path, record in records
+             if record["key"].split("__")[1] == want]
+    reader.close()
     if not clips:
         raise BadInput(f"subject '{subject}' not found in {[str(d) for d in shard_dirs]}")
     return clips

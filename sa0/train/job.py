@@ -46,26 +46,24 @@ def _tracker(job: GeneratorJob):
     return Tracker("sa0-generator", job.train.mlflow_uri, enabled=job.train.mlflow_uri != "off")
 
 
-def fit_phase(run: PhaseRun, run_dir: Path, counter=None, progress=None):
-    """One phase on Ray Train; -> Ray's Result (resumes the same-named phase run if it exists)."""
+def fit_phase(run: PhaseRun, run_dir: Path, counter=None):
+    """One phase on Ray Train; -> Ray's Result (resumes the same-named phase run if it exists).
+    The shards are checked here, before any worker starts; each worker then streams its share."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from sa0.data.pipeline import example_dataset
+    from sa0.data.pipeline import shard_paths
 
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the loop prints its own progress lines
+    shard_paths(run.cfg.data.shard_dirs)
     train = run.job.train
     use_gpu = train.use_gpu == "true"
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"run": run, "counter": counter, "progress": progress},
+        train_loop_config={"run": run, "counter": counter},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=f"phase{run.phase}", storage_path=str(run_dir),
                              failure_config=FailureConfig(max_failures=train.max_failures)),
-        datasets={"train": example_dataset(run.cfg.data, counter, progress)},
     )
     return trainer.fit()
 
@@ -101,7 +99,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
     """Validate, then train every phase that is not finished yet; -> where the results are."""
     import ray
 
-    from sa0.data.pipeline import make_actors
+    from sa0.data.pipeline import make_skip_counter
 
     validate_job(job)
     resources = ray.cluster_resources()
@@ -119,7 +117,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
     tracker.tags({"sa0.recipe": job.recipe, "sa0.phases": ",".join(str(n) for n, _ in job.phases())})
     state.update(config=json.loads(json.dumps(asdict(job), default=str)), mlflow_run_id=run_id)
     state_path.write_text(json.dumps(state, indent=1))
-    counter, progress = make_actors()
+    counter = make_skip_counter()
     exports, init = {}, None
     for number, _ in job.phases():
         path = run_dir / f"generator_phase{number}"
@@ -128,7 +126,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
             print(f"phase {number}: already finished ({path}); skipping", flush=True)
         else:
             print(f"phase {number}: {run.cfg.steps} steps on {job.train.num_workers} worker(s)", flush=True)
-            _export_phase(fit_phase(run, run_dir, counter, progress), run, path)
+            _export_phase(fit_phase(run, run_dir, counter), run, path)
         exports[number] = init = path
         tracker.tags({f"sa0.phase{number}": "finished", f"sa0.phase{number}.export": str(path)})
         state["finished_phases"] = sorted(exports)

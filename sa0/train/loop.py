@@ -105,11 +105,9 @@ def _lpips(cfg: PhaseConfig, device):
 class _Logger:
     """Rank 0's metric buffer, console lines and MLflow hand-off."""
 
-    def __init__(self, run: PhaseRun, start_step: int, counter=None, progress=None):
+    def __init__(self, run: PhaseRun, start_step: int, counter=None):
         self.run, self.prefix, self.rows = run, f"phase{run.phase}/", []
-        self.counter, self.progress = counter, progress
-        if progress is not None:
-            progress.set_step.remote(start_step)
+        self.counter = counter
         self.t0, self.start_step = time.monotonic(), start_step
         self.tracker = None
         if run.mlflow_run_id:
@@ -119,13 +117,11 @@ class _Logger:
             self.tracker.start(run.job.train.run_name, {}, run_id=run.mlflow_run_id)
 
     def add(self, step: int, metrics: dict) -> None:
-        """Buffer a row (adding the skipped-sample count), tell the data pipeline the step, print a line."""
+        """Buffer a row (adding the skipped-sample count), print a line."""
         import ray
 
         if self.counter is not None:
             metrics["skipped_samples"] = ray.get(self.counter.count.remote())
-        if self.progress is not None:
-            self.progress.set_step.remote(step)
         self.rows.append((step, {self.prefix + k: v for k, v in metrics.items()}))
         total = self.run.cfg.steps
         rate = (step - self.start_step) / max(1e-9, time.monotonic() - self.t0)
@@ -226,13 +222,14 @@ def _save_and_report(engine, run: PhaseRun, rank: int, step: int, loop_state: di
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter, "progress": TrainingProgress}."""
+    """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter}. Each rank streams its own
+    planned share of every epoch (sa0.data.pipeline), so its data position resumes exactly."""
     import ray.train
 
     from sa0.data.pipeline import ExampleStream
     from sa0.train.step import compute_losses, prepare_batch
 
-    run, counter, progress = config["run"], config.get("counter"), config.get("progress")
+    run, counter = config["run"], config.get("counter")
     cfg, train = run.cfg, run.job.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -244,8 +241,8 @@ def train_loop_per_worker(config: dict) -> None:
     if step >= cfg.steps:
         return  # this phase finished before the restart; its last checkpoint holds the result
     segments.append([step + 1, step])
-    logger = _Logger(run, step, counter, progress) if rank == 0 else None
-    stream = ExampleStream(ray.train.get_dataset_shard("train"), cfg.batch_size, progress, position=state["data"])
+    logger = _Logger(run, step, counter) if rank == 0 else None
+    stream = ExampleStream(cfg.data, cfg.batch_size, rank=rank, world=world, position=state["data"], counter=counter)
     batches, interval = iter(stream), _Interval()
     while step < cfg.steps:
         t0 = time.perf_counter()

@@ -23,31 +23,38 @@ def tiny_clip(timesteps=3, cameras=2, height=8, width=10, subject="s01", clip_id
     )
 
 
+def indexed(clips, directory):
+    """Write clips to shards in `directory`; -> (ShardReader, {key: ClipIndex})."""
+    from sa0.data.reader import ShardReader, clip_records
+    from sa0.data.shards import write_shards
+
+    write_shards(sorted(clips, key=lambda c: c.meta.key), directory)
+    reader = ShardReader()
+    return reader, {record["key"]: reader.index(path, record) for path, record in clip_records([directory])}
+
+
 def corrupt_member(shard_dir, key_part: str, member: str, data: bytes = b"not an image") -> None:
-    """Replace one member of every sample whose key contains `key_part` and rewrite its shard,
-    keeping manifest.json's byte count in step (so only the member itself is bad)."""
-    import io
+    """Overwrite one member's bytes (same length, so every offset stays valid) in every clip whose
+    key contains `key_part`, and update the manifest's checksum: only that member is bad."""
     import json
     import tarfile
     from pathlib import Path
 
-    from sa0.data.shards import iter_tar_samples
+    from sa0.fsutil import sha256_file
 
     root = Path(shard_dir)
     manifest = json.loads((root / "manifest.json").read_text())
     for entry in manifest["shards"]:
-        if not any(key_part in key for key in entry["clips"]):
+        keys = [r["key"] for r in entry["clips"] if key_part in r["key"]]
+        if not keys:
             continue
         path = root / entry["file"]
-        samples = list(iter_tar_samples(path))
-        for sample in samples:
-            if key_part in sample["__key__"]:
-                sample[member] = data
-        with tarfile.open(path, "w") as tar:
-            for sample in samples:
-                for ext in sorted(k for k in sample if k != "__key__"):
-                    info = tarfile.TarInfo(f"{sample['__key__']}.{ext}")
-                    info.size = len(sample[ext])
-                    tar.addfile(info, io.BytesIO(sample[ext]))
-        entry["bytes"] = path.stat().st_size
+        with tarfile.open(path) as tar:
+            spots = [(m.offset_data, m.size) for m in tar.getmembers() if m.name in {f"{k}.{member}" for k in keys}]
+        assert spots, f"no member {member} in {path}"
+        with open(path, "r+b") as fh:
+            for offset, size in spots:
+                fh.seek(offset)
+                fh.write((data * (size // len(data) + 1))[:size])
+        entry["sha256"] = sha256_file(path)
     (root / "manifest.json").write_text(json.dumps(manifest))

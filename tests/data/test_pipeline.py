@@ -1,19 +1,19 @@
-"""Ray Data streaming of examples: bad samples skipped and counted, shards checked up front,
-and a 2-worker Ray Train loop consuming K-source batches."""
+"""Ray Data streaming of planned examples: the Ray runner yields exactly what the local twin
+yields (across epochs, from a resumed position, with a bad sample skipped and counted), shards are
+checked up front, and two Ray Train workers each stream their own disjoint share."""
 
 import json
+from itertools import islice
 from pathlib import Path
 
 import pytest
 
 from sa0.data.examples import ExampleConfig
-from sa0.data.pipeline import DataConfig, example_dataset, make_actors, shard_paths
+from sa0.data.pipeline import DataConfig, ExampleStream, make_skip_counter, shard_paths
 from sa0.data.sampling import SamplerConfig
 from sa0.data.shards import ShardError, write_shards
 from tests.data.clips import corrupt_member, tiny_clip
 from tests.ray_local import local_ray
-
-pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
@@ -22,58 +22,73 @@ def ray_session():
         yield ray
 
 
-def _shards(tmp_path, num_clips=6, timesteps=2, corrupt=None):
+def _shards(tmp_path, num_clips=6, timesteps=3, corrupt=None):
     clips = [tiny_clip(timesteps=timesteps, cameras=1, height=12, width=12, subject=f"s{i:02d}", seed=i)
              for i in range(num_clips)]
     write_shards(clips, tmp_path, max_shard_bytes=1 << 12)
-    if corrupt is not None:  # replace one image of one clip by garbage, keeping the manifest in step
+    if corrupt is not None:
         corrupt_member(tmp_path, corrupt, "f00001_c00.png")
     return tmp_path
 
 
 def _config(tmp_path, **kw):
-    example = ExampleConfig(phase=1, image_size=8, sampler=SamplerConfig(max_sources=1))
-    return DataConfig(shard_dirs=(str(tmp_path),), example=example, examples_per_clip=2, total_steps=100, **kw)
+    example = ExampleConfig(phase=1, image_size=8, sampler=SamplerConfig(max_sources=2))
+    return DataConfig(shard_dirs=(str(tmp_path),), example=example, examples_per_clip=2, total_steps=100,
+                      shuffle_buffer=6, descriptors_per_task=3, **kw)
 
 
-def test_undecodable_image_skips_exactly_that_sample(ray_session, tmp_path):
-    _shards(tmp_path, corrupt="tiny__s03__c0")
-    counter, progress = make_actors()
-    ds = example_dataset(_config(tmp_path), counter, progress)
-    rows = ds.take_all()
-    assert len(rows) == 5 * 2  # every other clip's two examples arrive
-    assert ray_session.get(counter.count.remote()) == 1
-    (reason,) = ray_session.get(counter.all.remote())
-    assert "tiny__s03__c0" in reason and "f00001_c00.png" in reason
-    assert rows[0]["src_images"].shape == (1, 8, 8, 3)
+def _fingerprints(batches):
+    return [b["tgt_image"].numpy().tobytes() + b["src_mask"].numpy().tobytes() + b["src_images"].numpy().tobytes()
+            for b in batches]
 
 
-def test_truncated_shard_is_refused_before_streaming(tmp_path):
+@pytest.mark.ray
+def test_ray_runner_equals_the_local_twin_and_counts_a_bad_sample(ray_session, tmp_path):
+    cfg = _config(_shards(tmp_path, corrupt="s03"))  # 6 clips x 2 draws, 2 of them unbuildable
+    local = ExampleStream(cfg, 2, runner="local")
+    expected = _fingerprints(islice(local, 8))  # 5 batches per epoch: crosses into epoch 1
+    counter = make_skip_counter()
+    ray_stream = ExampleStream(cfg, 2, runner="ray", counter=counter)
+    assert _fingerprints(islice(ray_stream, 8)) == expected
+    assert ray_stream.state_dict() == local.state_dict()
+    reasons = ray_session.get(counter.all.remote())
+    assert len(reasons) >= 2 and all("s03" in r and "f00001_c00.png" in r for r in reasons)
+    resumed = ExampleStream(cfg, 2, runner="ray", position={"epoch": 0, "next": 6, "batch": 3})
+    local_resumed = ExampleStream(cfg, 2, runner="local", position={"epoch": 0, "next": 6, "batch": 3})
+    assert _fingerprints(islice(resumed, 4)) == _fingerprints(islice(local_resumed, 4))
+
+
+def test_truncated_or_old_shards_are_refused_before_streaming(tmp_path):
     _shards(tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     path = tmp_path / manifest["shards"][1]["file"]
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ShardError, match=r"shard-000001.tar: 100 bytes, manifest says"):
         shard_paths([tmp_path])
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "schema_version": 1}))
+    with pytest.raises(ShardError, match="make_shards.py upgrade"):
+        shard_paths([tmp_path])
 
 
 def _train_loop(config):
     import ray.train
 
-    shard = ray.train.get_dataset_shard("train")
-    count, k_seen = 0, set()
-    for batch in shard.iter_torch_batches(batch_size=2, drop_last=False):
-        assert batch["src_images"].shape[1:] == (2, 8, 8, 3)
-        count += batch["tgt_image"].shape[0]
-        k_seen.update(batch["src_mask"].sum(1).tolist())
     ctx = ray.train.get_context()
-    out = Path(config["out"]) / f"rank{ctx.get_world_rank()}.json"
-    out.write_text(json.dumps({"examples": count, "k": sorted(k_seen)}))
-    ray.train.report({"examples": count})
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    stream = ExampleStream(config["cfg"], 2, rank=rank, world=world)
+    seen, k_seen = [], set()
+    for batch in islice(stream, config["batches"]):
+        assert batch["src_images"].shape[1:] == (2, 8, 8, 3)
+        seen.extend(batch["tgt_image"].numpy().reshape(2, -1).sum(1).tolist())
+        k_seen.update(batch["src_mask"].sum(1).tolist())
+    out = Path(config["out"]) / f"rank{rank}.json"
+    out.write_text(json.dumps({"targets": seen, "k": sorted(k_seen), "position": stream.state_dict()}))
+    ray.train.report({"examples": len(seen)})
 
 
+@pytest.mark.ray
 @pytest.mark.slow
-def test_two_worker_train_loop_receives_k_source_examples(ray_session, tmp_path):
+def test_two_train_workers_stream_disjoint_equal_shares(ray_session, tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -84,40 +99,16 @@ def test_two_worker_train_loop_receives_k_source_examples(ray_session, tmp_path)
     out.mkdir()
     trainer = TorchTrainer(
         _train_loop,
-        train_loop_config={"out": str(out)},
+        train_loop_config={"out": str(out), "cfg": cfg, "batches": 6},  # 8 x 3 / 2 ranks = 12 = 6 batches of 2
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
         run_config=RunConfig(name="sa0-data-test", storage_path=str(tmp_path / "runs")),
-        datasets={"train": example_dataset(cfg)},
     )
     trainer.fit()
     reports = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
-    assert len(reports) == 2
-    assert sum(r["examples"] for r in reports) == 8 * 3  # every example delivered exactly once
-    assert all(r["examples"] > 0 for r in reports)
+    assert [len(r["targets"]) for r in reports] == [12, 12]
+    assert [r["position"] for r in reports] == [{"epoch": 0, "next": 12, "batch": 6}] * 2
+    expected = [ExampleStream(cfg, 2, rank=r, world=2, runner="local") for r in (0, 1)]
+    for report, local in zip(reports, expected):  # each rank got exactly its planned share
+        twin = [v for b in islice(local, 6) for v in b["tgt_image"].numpy().reshape(2, -1).sum(1).tolist()]
+        assert report["targets"] == twin
     assert set().union(*(r["k"] for r in reports)) <= {1, 2}
-
-
-def test_stream_resumes_without_replaying_or_skipping(ray_session, tmp_path):
-    from itertools import islice
-
-    from sa0.data.pipeline import ExampleStream
-
-    _shards(tmp_path, num_clips=5, timesteps=3)
-    cfg = DataConfig(shard_dirs=(str(tmp_path),), example=ExampleConfig(image_size=8, sampler=SamplerConfig(max_sources=2)),
-                     examples_per_clip=2, total_steps=100)
-
-    def fingerprints(batches):
-        return [bytes(b["tgt_image"].numpy().tobytes()) + bytes(b["src_mask"].numpy().tobytes()) for b in batches]
-
-    _, progress = make_actors()
-    full = fingerprints(islice(ExampleStream(example_dataset(cfg, progress=progress), 2, progress), 8))
-    _, progress = make_actors()
-    first = ExampleStream(example_dataset(cfg, progress=progress), 2, progress)
-    head_part = fingerprints(islice(first, 3))
-    position = first.state_dict()
-    assert position == {"epoch": 0, "batch": 3}
-    _, progress = make_actors()
-    resumed = ExampleStream(example_dataset(cfg, progress=progress), 2, progress, position=position)
-    tail_part = fingerprints(islice(resumed, 5))
-    assert head_part + tail_part == full  # 10 examples per epoch -> 5 batches; crosses into epoch 1
-    assert full[:5] != full[5:]  # a new epoch draws new examples

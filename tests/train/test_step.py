@@ -7,23 +7,24 @@ import torch
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.examples import ExampleConfig, build_example
 from sa0.data.sampling import SamplerConfig
-from sa0.data.shards import clip_to_sample
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.head import load_head_model
 from sa0.model import Generator, ModelConfig
 from sa0.train import LossConfig, compute_losses, prepare_batch
+from tests.data.clips import indexed
 
 
 @pytest.fixture(scope="module")
-def setup(synthetic_dir):
+def setup(synthetic_dir, tmp_path_factory):
     head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=32))
     clips = list(synthetic_clips(head, "mono", 2, 1, 6, 1, 64, DOMAINS["studio"], seed=11))
-    samples = [clip_to_sample(c) for c in clips]
+    reader, index = indexed(clips, tmp_path_factory.mktemp("shards"))
+    indices = list(index.values())
     cfg = ExampleConfig(phase=1, image_size=64, sampler=SamplerConfig(max_sources=2))
     import numpy as np
 
     rng = np.random.default_rng(0)
-    examples = [build_example(samples[i % 2], "x", rng, 1.0, cfg) for i in range(4)]
+    examples = [build_example(reader, indices[i % 2], rng, 1.0, cfg) for i in range(4)]
     batch = {k: torch.as_tensor(np.stack([e[k] for e in examples])) for k in examples[0]}
     return head, batch
 
