@@ -4,14 +4,18 @@
         [--res R] [--domain studio|outdoor|lowkey] [--clips-per-subject K] [--test-subjects M]
         [--seed S] [--uv-resolution U] [--flame-dir DIR] --out DIR
     python jobs/make_shards.py convert --format gagavatar|vhap|imavatar --src DIR [DIR ...] --out DIR
-        [--dataset NAME] [--domain NAME]
+        [--address RAY] [--strict] [--units-per-task N] [--dataset NAME] [--domain NAME]
     python jobs/make_shards.py validate DIR
+    python jobs/make_shards.py upgrade OLD_DIR --out NEW_DIR
 
 `synthetic` renders clips of random subjects with sa0's renderer (a synthetic FLAME-format head
 when no FLAME directory is given) and writes shards plus manifest.json. `convert` reads tracker
-outputs (one directory per subject for vhap/imavatar, one tracker output directory for gagavatar)
-into shards. `validate` checks every shard and exits non-zero when anything is wrong, naming the
-file and the problem.
+outputs (one directory per subject / sequence for vhap and imavatar, one tracker output directory
+for gagavatar) into shards as parallel Ray tasks on a local or remote cluster; a rerun continues
+where a stopped one left off; bad frames and clips are skipped and listed in
+OUT/conversion_report.json (--strict: the first problem stops it). `validate` checks every shard
+and exits non-zero when anything is wrong, naming the file and the problem. `upgrade` rewrites
+shards of an older sa0 (schema 1) in the current layout.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from tqdm import tqdm
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.convert import FORMATS
+from sa0.data.reader import validate_shards
 from sa0.data.schema import ClipError
-from sa0.data.shards import validate_shards, write_shards
+from sa0.data.shards import ShardError, write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
@@ -48,21 +53,37 @@ def _synthetic(args) -> int:
 
 
 def _convert(args) -> int:
-    convert = FORMATS[args.format]
-    kwargs = {k: v for k, v in (("dataset", args.dataset), ("domain", args.domain)) if v}
+    from sa0.data.convert.run import ConversionError, ConvertConfig, convert_dataset
 
-    def clips():
-        for src in sorted(args.src):
-            yield from convert(src, **kwargs)
-
+    cfg = ConvertConfig(format=args.format, sources=tuple(args.src), out=args.out, dataset=args.dataset,
+                        domain=args.domain, strict=args.strict, max_shard_bytes=args.max_shard_mb << 20,
+                        units_per_task=args.units_per_task)
     try:
-        manifest = write_shards(tqdm(clips(), desc=f"converting {args.format}", unit="clip"), args.out,
-                                max_shard_bytes=args.max_shard_mb << 20)
-    except ClipError as exc:
+        report = convert_dataset(cfg, address=args.address)
+    except (ConversionError, ClipError, ShardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {manifest['clips']} clips ({manifest['frames']} frames, {len(manifest['subjects'])} subjects) "
-          f"in {len(manifest['shards'])} shard(s) to {args.out}")
+    for problem in report["problems"][:10]:
+        print(f"skipped: {problem['problem']}", file=sys.stderr)
+    more = len(report["problems"]) - 10
+    print(f"wrote {report['clips']} clips ({report['frames']} frames) in {report['shards']} shard(s) to {args.out}; "
+          f"{len(report['problems'])} problem(s), {report['clips_skipped']} clip(s) skipped"
+          + (f" ({more} more problems)" if more > 0 else "")
+          + f"; details in {os.path.join(args.out, 'conversion_report.json')}")
+    return 1 if report["problems"] else 0
+
+
+def _upgrade(args) -> int:
+    from sa0.data.convert.schema1 import read_schema1
+
+    clips = tqdm(read_schema1(args.dir), desc="rewriting clips", unit="clip")
+    try:
+        manifest = write_shards(clips, args.out, max_shard_bytes=args.max_shard_mb << 20)
+    except (ClipError, ShardError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {manifest['clips']} clips ({manifest['frames']} frames) in {len(manifest['shards'])} shard(s) "
+          f"to {args.out}")
     return 0
 
 
@@ -101,13 +122,20 @@ def main(argv=None) -> int:
     conv.add_argument("--dataset", default=None, help="dataset name in clip keys (default per format)")
     conv.add_argument("--domain", default=None, help="domain tag (default: the dataset name)")
     conv.add_argument("--max-shard-mb", type=int, default=256)
+    conv.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray on this machine)")
+    conv.add_argument("--strict", action="store_true", help="stop at the first bad frame or clip")
+    conv.add_argument("--units-per-task", type=int, default=1, help="clips converted by one Ray task")
     val = sub.add_parser("validate", help="check every shard in a directory")
     val.add_argument("dir")
+    upg = sub.add_parser("upgrade", help="rewrite schema-1 shards (sa0 before 0.2) in the current layout")
+    upg.add_argument("dir")
+    upg.add_argument("--out", required=True)
+    upg.add_argument("--max-shard-mb", type=int, default=256)
     args = parser.parse_args(argv)
-    for name in ("subjects", "frames", "views", "res", "clips_per_subject"):
+    for name in ("subjects", "frames", "views", "res", "clips_per_subject", "units_per_task", "max_shard_mb"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    return {"synthetic": _synthetic, "convert": _convert, "validate": _validate}[args.command](args)
+    return {"synthetic": _synthetic, "convert": _convert, "validate": _validate, "upgrade": _upgrade}[args.command](args)
 
 
 if __name__ == "__main__":

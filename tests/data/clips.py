@@ -58,3 +58,42 @@ def corrupt_member(shard_dir, key_part: str, member: str, data: bytes = b"not an
                 fh.write((data * (size // len(data) + 1))[:size])
         entry["sha256"] = sha256_file(path)
     (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def write_vhap(clip, directory, corrupt_png=None, nan_flame=None) -> None:
+    """Write a clip as a VHAP export (transforms_train.json, images/, fg_masks/, flame_param/).
+    corrupt_png=(t, c): that image's file holds garbage; nan_flame=(t, npz key): a NaN in that field."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from sa0.data.convert.common import FLIP_YZ
+
+    root = Path(directory)
+    for sub in ("images", "fg_masks", "flame_param"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    keys = {"shape": "shape", "expression": "expr", "global_rot": "rotation", "neck": "neck_pose", "jaw": "jaw_pose",
+            "eyes": "eyes_pose", "translation": "translation"}
+    frames = []
+    for t in range(clip.num_timesteps):
+        params = {key: getattr(clip.flame, name)[t][None].copy() for name, key in keys.items()}
+        if nan_flame is not None and nan_flame[0] == t:
+            params[nan_flame[1]][0, 1] = np.nan
+        np.savez(root / "flame_param" / f"{t:05d}.npz", **params)
+        for c in range(clip.num_cameras):
+            image = root / "images" / f"{t:05d}_{c:02d}.png"
+            Image.fromarray(clip.images[t, c]).save(image)
+            if corrupt_png == (t, c):
+                image.write_bytes(b"\x89PNG garbage")
+            Image.fromarray(clip.mattes[t, c]).save(root / "fg_masks" / f"{t:05d}_{c:02d}.png")
+            w2c = np.eye(4)
+            w2c[:3, :3] = FLIP_YZ @ clip.viewmats[t, c, :3, :3]
+            w2c[:3, 3] = FLIP_YZ @ clip.viewmats[t, c, :3, 3]
+            K = clip.Ks[t, c]
+            frames.append({"file_path": f"images/{t:05d}_{c:02d}.png", "fg_mask_path": f"fg_masks/{t:05d}_{c:02d}.png",
+                           "flame_param_path": f"flame_param/{t:05d}.npz",
+                           "transform_matrix": np.linalg.inv(w2c).tolist(), "fl_x": float(K[0, 0]),
+                           "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
+                           "timestep_index": t, "camera_index": c})
+    (root / "transforms_train.json").write_text(json.dumps({"frames": frames}))

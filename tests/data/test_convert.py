@@ -222,20 +222,3 @@ def test_missing_inputs_are_named(tmp_path):
         list(convert_vhap(tmp_path))
     with pytest.raises(ClipError, match="flame_params.json: not found"):
         list(convert_imavatar(tmp_path))
-
-
-def test_make_shards_convert_cli(tmp_path, head):
-    import subprocess
-    import sys
-
-    write_imavatar_fixture(tmp_path / "subjA", head, T=4)
-    job = [sys.executable, "jobs/make_shards.py"]
-    done = subprocess.run(job + ["convert", "--format", "imavatar", "--src", str(tmp_path / "subjA"),
-                                 "--out", str(tmp_path / "shards")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
-    assert manifest["subjects"] == ["subjA"] and manifest["frames"] == 4
-    assert subprocess.run(job + ["validate", str(tmp_path / "shards")], capture_output=True).returncode == 0
-    bad = subprocess.run(job + ["convert", "--format", "vhap", "--src", str(tmp_path / "subjA"),
-                                "--out", str(tmp_path / "bad")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no transforms.json" in bad.stderr

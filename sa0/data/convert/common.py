@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sa0.data.schema import ClipError
+from sa0.data.schema import ClipError, Skip
 
 # OpenCV camera axes from other conventions: x_cv = FLIP @ x_other.
 FLIP_YZ = np.diag([1.0, -1.0, -1.0])  # OpenGL / Blender cameras (y up, z backward)
@@ -40,8 +40,11 @@ def read_rgb(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 def read_matte(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if not path.is_file():
         raise ClipError(f"{path}: matte file not found")
-    with Image.open(path) as img:
-        matte = np.asarray(img.convert("L"))
+    try:
+        with Image.open(path) as img:
+            matte = np.asarray(img.convert("L"))
+    except Exception as exc:
+        raise ClipError(f"{path}: cannot be decoded as an image ({exc})") from exc
     if matte.shape != shape:
         raise ClipError(f"{path}: matte is {matte.shape[::-1]} pixels but its image is {shape[::-1]}")
     return matte
@@ -60,3 +63,9 @@ def as_width(values, width: int, source: str, name: str) -> np.ndarray:
     if arr.size != width:
         raise ClipError(f"{source}: field '{name}' has {arr.size} values, expected {width}")
     return arr
+
+
+def skip_from(exc: ClipError) -> Skip:
+    """A timestep-level problem as a Skip: ClipError messages read 'file: what is wrong'."""
+    where, _, reason = str(exc).partition(": ")
+    return Skip(where, reason or where)

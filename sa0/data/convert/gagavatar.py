@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sa0.data.convert.common import FLIP_XY, as_width, pinhole, view_matrix
-from sa0.data.schema import Clip, ClipError, ClipMeta, FlameTrack, validate_clip
+from sa0.data.convert.common import FLIP_XY, as_width, pinhole, skip_from, view_matrix
+from sa0.data.schema import ClipError, ClipMeta, ClipSource, Timestep, materialise
 
 
 def _frame_index(key: str) -> int:
@@ -38,72 +38,99 @@ def _video(key: str) -> str:
     return key.rsplit("_", 1)[0]
 
 
-def convert_gagavatar(src, dataset: str = "gagavatar", domain: str | None = None, verts_scale: float = 5.0,
-                      focal: float = 12.0, matte_threshold: int = 8, records: str = "optim.pkl"):
-    """Yield one validated Clip per video, in key order."""
-    import lmdb
-
-    src = Path(src)
+def _check(src: Path, records: str) -> None:
     for name in (records, "dataset.json", "img_lmdb"):
         if not (src / name).exists():
             raise ClipError(f"{src / name}: not found (a GAGAvatar_track output has img_lmdb/, optim.pkl, dataset.json)")
+
+
+def _videos(src: Path) -> dict[str, list[str]]:
+    splits = json.loads((src / "dataset.json").read_text())
+    videos = defaultdict(list)
+    for keys in splits.values():
+        for key in keys:
+            videos[_video(key)].append(key)
+    return videos
+
+
+def units(src, dataset: str = "gagavatar", records: str = "optim.pkl") -> list[str]:
+    """One unit per video, in clip-key order."""
+    src = Path(src)
+    _check(src, records)
+    return sorted(_videos(src), key=lambda v: ClipMeta(v, v, dataset, "x", "train").key)
+
+
+def convert_gagavatar(src, dataset: str = "gagavatar", domain: str | None = None, verts_scale: float = 5.0,
+                      focal: float = 12.0, matte_threshold: int = 8, records: str = "optim.pkl"):
+    """Yield one validated Clip per video, in key order (any bad frame raises ClipError)."""
+    for source in sources(src, units(src, dataset, records), dataset=dataset, domain=domain, verts_scale=verts_scale,
+                          focal=focal, matte_threshold=matte_threshold, records=records):
+        yield materialise(source)
+
+
+def sources(src, videos, dataset: str = "gagavatar", domain: str | None = None, verts_scale: float = 5.0,
+            focal: float = 12.0, matte_threshold: int = 8, records: str = "optim.pkl"):
+    """One ClipSource per listed video (the tracker's records are loaded once for all of them); a
+    frame that is missing, undecodable or malformed becomes a Skip naming the key and field."""
+    import lmdb
+
+    src = Path(src)
+    _check(src, records)
     with open(src / records, "rb") as fh:
         tracks = pickle.load(fh)  # the user's own tracker output
     splits = json.loads((src / "dataset.json").read_text())
     split_of = {key: split for split, keys in splits.items() for key in keys}
-    videos = defaultdict(list)
-    for key in split_of:
-        videos[_video(key)].append(key)
+    frames = _videos(src)
     env = lmdb.open(str(src / "img_lmdb"), readonly=True, lock=False, readahead=False)
     try:
         with env.begin() as txn:
             for video in sorted(videos, key=lambda v: ClipMeta(v, v, dataset, "x", "train").key):
-                keys = sorted(videos[video], key=_frame_index)
-                yield _video_clip(src, txn, tracks, split_of, video, keys, dataset, domain or dataset,
-                                  verts_scale, focal, matte_threshold)
+                keys = sorted(frames[video], key=_frame_index)
+                split_set = {split_of[k] for k in keys}
+                if len(split_set) != 1:
+                    raise ClipError(f"{src / 'dataset.json'}: video '{video}' has frames in several splits "
+                                    f"{sorted(split_set)}")
+                meta = ClipMeta(subject=video, clip_id=video, dataset=dataset, domain=domain or dataset,
+                                split=split_set.pop())
+                extras = {"matte_source": f"pixels brighter than {matte_threshold}", "frame_keys": keys}
+                yield ClipSource(meta, _timesteps(src, txn, tracks, keys, verts_scale, focal, matte_threshold),
+                                 f"{src} video '{video}'", extras)
     finally:
         env.close()
 
 
-def _video_clip(src, txn, tracks, split_of, video, keys, dataset, domain, verts_scale, focal, threshold) -> Clip:
-    split_set = {split_of[k] for k in keys}
-    if len(split_set) != 1:
-        raise ClipError(f"{src / 'dataset.json'}: video '{video}' has frames in several splits {sorted(split_set)}")
-    images, views, Ks, boxes = [], [], [], []
-    flame = defaultdict(list)
-    for key in keys:
-        payload = txn.get(key.encode())
-        if payload is None:
-            raise ClipError(f"{src / 'img_lmdb'}: key '{key}' listed in dataset.json is missing")
-        try:
-            image = np.asarray(Image.open(io.BytesIO(payload)).convert("RGB"))
-        except Exception as exc:
-            raise ClipError(f"{src / 'img_lmdb'}: key '{key}' is not a decodable image ({exc})") from exc
-        if key not in tracks:
-            raise ClipError(f"{src / 'optim.pkl'}: no record for frame '{key}'")
-        rec = tracks[key]
-        h, w = image.shape[:2]
-        M = np.asarray(rec["transform_matrix"], dtype=np.float64).reshape(3, 4)
-        views.append(view_matrix(FLIP_XY @ M[:, :3].T, FLIP_XY @ M[:, 3] / verts_scale))
-        Ks.append(pinhole(focal * w / 2, focal * h / 2, w / 2, h / 2))
-        boxes.append(as_width(rec["bbox"], 4, f"{src / 'optim.pkl'} frame '{key}'", "bbox") * [w, h, w, h])
-        source = f"{src / 'optim.pkl'} frame '{key}'"
-        pose = as_width(rec["posecode"], 6, source, "posecode")
-        flame["shape"].append(np.asarray(rec["shapecode"], np.float32).reshape(-1))
-        flame["expression"].append(np.asarray(rec["expcode"], np.float32).reshape(-1))
-        flame["global_rot"].append(pose[:3])
-        flame["neck"].append(np.zeros(3, np.float32))
-        flame["jaw"].append(pose[3:])
-        flame["eyes"].append(as_width(rec["eyecode"], 6, source, "eyecode"))
-        flame["translation"].append(np.zeros(3, np.float32))
-        images.append(image)
-    imgs = np.stack(images)[:, None]
-    mattes = np.where(imgs.max(-1) > threshold, 255, 0).astype(np.uint8)
-    clip = Clip(
-        meta=ClipMeta(subject=video, clip_id=video, dataset=dataset, domain=domain, split=split_set.pop()),
-        images=imgs, mattes=mattes, viewmats=np.stack(views)[:, None], Ks=np.stack(Ks)[:, None],
-        face_boxes=np.stack(boxes).astype(np.float32)[:, None],
-        flame=FlameTrack(**{k: np.stack(v).astype(np.float32) for k, v in flame.items()}),
-        extras={"matte_source": f"pixels brighter than {threshold}", "frame_keys": keys},
-    )
-    return validate_clip(clip, f"{src} video '{video}'")
+def _timesteps(src, txn, tracks, keys, verts_scale, focal, threshold):
+    def timesteps():
+        for key in keys:
+            try:
+                yield _timestep(src, txn, tracks, key, verts_scale, focal, threshold)
+            except ClipError as exc:
+                yield skip_from(exc)
+
+    return timesteps
+
+
+def _timestep(src, txn, tracks, key, verts_scale, focal, threshold) -> Timestep:
+    payload = txn.get(key.encode())
+    if payload is None:
+        raise ClipError(f"{src / 'img_lmdb'}: key '{key}' listed in dataset.json is missing")
+    try:
+        image = np.asarray(Image.open(io.BytesIO(payload)).convert("RGB"))
+    except Exception as exc:
+        raise ClipError(f"{src / 'img_lmdb'}: key '{key}' is not a decodable image ({exc})") from exc
+    if key not in tracks:
+        raise ClipError(f"{src / 'optim.pkl'}: no record for frame '{key}'")
+    rec = tracks[key]
+    h, w = image.shape[:2]
+    source = f"{src / 'optim.pkl'} frame '{key}'"
+    M = np.asarray(rec["transform_matrix"], dtype=np.float64).reshape(3, 4)
+    view = view_matrix(FLIP_XY @ M[:, :3].T, FLIP_XY @ M[:, 3] / verts_scale)
+    K = pinhole(focal * w / 2, focal * h / 2, w / 2, h / 2)
+    box = as_width(rec["bbox"], 4, source, "bbox") * [w, h, w, h]
+    pose = as_width(rec["posecode"], 6, source, "posecode")
+    flame = {"shape": np.asarray(rec["shapecode"], np.float32).reshape(-1),
+             "expression": np.asarray(rec["expcode"], np.float32).reshape(-1), "global_rot": pose[:3],
+             "neck": np.zeros(3, np.float32), "jaw": pose[3:], "eyes": as_width(rec["eyecode"], 6, source, "eyecode"),
+             "translation": np.zeros(3, np.float32)}
+    matte = np.where(image.max(-1) > threshold, 255, 0).astype(np.uint8)
+    return Timestep(image[None], matte[None], view[None], K[None], np.asarray(box, np.float32)[None], flame, source)

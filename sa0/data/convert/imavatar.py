@@ -16,8 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sa0.data.convert.common import FLIP_YZ, as_width, box_from_matte, pinhole, read_matte, read_rgb, view_matrix
-from sa0.data.schema import Clip, ClipError, ClipMeta, FlameTrack, validate_clip
+from sa0.data.convert.common import (
+    FLIP_YZ,
+    as_width,
+    box_from_matte,
+    pinhole,
+    read_matte,
+    read_rgb,
+    skip_from,
+    view_matrix,
+)
+from sa0.data.schema import ClipError, ClipMeta, ClipSource, Timestep, materialise
 
 
 def _image_path(src: Path, file_path: str, ext: str) -> Path:
@@ -34,13 +43,29 @@ def _mask_path(image: Path) -> Path:
     raise ClipError(f"{image}: cannot locate its mask (expected a sibling 'mask/' of the 'image/' directory)")
 
 
-def convert_imavatar(src, dataset: str = "imavatar", subject: str | None = None, domain: str | None = None,
-                     test_frames: int = 350, flame_scale: float = 4.0, image_ext: str = ".png"):
-    """Yield the train clip then the test clip (last `test_frames` frames) of one subject."""
-    src = Path(src)
-    path = src / "flame_params.json"
+def units(src) -> list[str]:
+    """One unit per subject directory (its train and test clips are cut from one frame list)."""
+    path = Path(src) / "flame_params.json"
     if not path.is_file():
         raise ClipError(f"{path}: not found (an IMavatar/INSTA subject directory has flame_params.json)")
+    return ["subject"]
+
+
+def convert_imavatar(src, dataset: str = "imavatar", subject: str | None = None, domain: str | None = None,
+                     test_frames: int = 350, flame_scale: float = 4.0, image_ext: str = ".png"):
+    """Yield the test clip then the train clip (last `test_frames` frames = test) of one subject."""
+    for source in sources(src, units(src), dataset=dataset, subject=subject, domain=domain, test_frames=test_frames,
+                          flame_scale=flame_scale, image_ext=image_ext):
+        yield materialise(source)
+
+
+def sources(src, units_=("subject",), dataset: str = "imavatar", subject: str | None = None, domain: str | None = None,
+            test_frames: int = 350, flame_scale: float = 4.0, image_ext: str = ".png"):
+    """ClipSources of the subject's test and train clips, in key order; a frame whose image, mask or
+    parameters are unusable becomes a Skip naming the file and field."""
+    src = Path(src)
+    path = src / "flame_params.json"
+    units(src)
     data = json.loads(path.read_text())
     frames = data.get("frames") or []
     if len(frames) < 2:
@@ -51,40 +76,37 @@ def convert_imavatar(src, dataset: str = "imavatar", subject: str | None = None,
     subject = subject or src.name
     for split, part in (("test", frames[cut:]), ("train", frames[:cut])):
         if part:
-            yield _clip(src, path, part, intr, shape, split, subject, dataset, domain or dataset, flame_scale, image_ext)
+            meta = ClipMeta(subject=subject, clip_id=split, dataset=dataset, domain=domain or dataset, split=split)
+            yield ClipSource(meta, _timesteps(src, path, part, intr, shape, flame_scale, image_ext), str(path))
 
 
-def _clip(src, path, frames, intr, shape, split, subject, dataset, domain, scale, ext) -> Clip:
-    images, mattes, views, Ks, boxes = [], [], [], [], []
-    flame = {k: [] for k in ("shape", "expression", "global_rot", "neck", "jaw", "eyes", "translation")}
-    for i, frame in enumerate(frames):
-        source = f"{path} frame {i} ('{frame.get('file_path')}')"
-        image_path = _image_path(src, frame["file_path"], ext)
-        rgb, _ = read_rgb(image_path)
-        h, w = rgb.shape[:2]
-        matte = read_matte(_mask_path(image_path), (h, w))
-        world = np.asarray(frame["world_mat"], dtype=np.float64).reshape(3, 4)
-        views.append(view_matrix(FLIP_YZ @ world[:, :3], FLIP_YZ @ world[:, 3] / scale))
-        Ks.append(pinhole(abs(w * intr[0]), abs(h * intr[1]), abs(w * intr[2]), abs(h * intr[3])))
-        if frame.get("bbox") is not None:
-            box = as_width(frame["bbox"], 4, source, "bbox")
-            boxes.append(box * [w, h, w, h] if np.abs(box).max() <= 1.5 else box)
-        else:
-            boxes.append(box_from_matte(matte))
-        pose = as_width(frame["pose"], 15, source, "pose")
-        flame["shape"].append(shape)
-        flame["expression"].append(np.asarray(frame["expression"], np.float32).reshape(-1))
-        flame["global_rot"].append(pose[0:3])
-        flame["neck"].append(pose[3:6])
-        flame["jaw"].append(pose[6:9])
-        flame["eyes"].append(pose[9:15])
-        flame["translation"].append(np.zeros(3, np.float32))
-        images.append(rgb)
-        mattes.append(matte)
-    clip = Clip(
-        meta=ClipMeta(subject=subject, clip_id=split, dataset=dataset, domain=domain, split=split),
-        images=np.stack(images)[:, None], mattes=np.stack(mattes)[:, None], viewmats=np.stack(views)[:, None],
-        Ks=np.stack(Ks)[:, None], face_boxes=np.stack(boxes).astype(np.float32)[:, None],
-        flame=FlameTrack(**{k: np.stack(v).astype(np.float32) for k, v in flame.items()}),
-    )
-    return validate_clip(clip, str(path))
+def _timesteps(src, path, frames, intr, shape, scale, ext):
+    def timesteps():
+        for i, frame in enumerate(frames):
+            try:
+                yield _timestep(src, path, i, frame, intr, shape, scale, ext)
+            except ClipError as exc:
+                yield skip_from(exc)
+
+    return timesteps
+
+
+def _timestep(src, path, i, frame, intr, shape, scale, ext) -> Timestep:
+    source = f"{path} frame {i} ('{frame.get('file_path')}')"
+    image_path = _image_path(src, frame["file_path"], ext)
+    rgb, _ = read_rgb(image_path)
+    h, w = rgb.shape[:2]
+    matte = read_matte(_mask_path(image_path), (h, w))
+    world = np.asarray(frame["world_mat"], dtype=np.float64).reshape(3, 4)
+    view = view_matrix(FLIP_YZ @ world[:, :3], FLIP_YZ @ world[:, 3] / scale)
+    K = pinhole(abs(w * intr[0]), abs(h * intr[1]), abs(w * intr[2]), abs(h * intr[3]))
+    if frame.get("bbox") is not None:
+        box = as_width(frame["bbox"], 4, source, "bbox")
+        box = box * [w, h, w, h] if np.abs(box).max() <= 1.5 else box
+    else:
+        box = box_from_matte(matte)
+    pose = as_width(frame["pose"], 15, source, "pose")
+    flame = {"shape": shape, "expression": np.asarray(frame["expression"], np.float32).reshape(-1),
+             "global_rot": pose[0:3], "neck": pose[3:6], "jaw": pose[6:9], "eyes": pose[9:15],
+             "translation": np.zeros(3, np.float32)}
+    return Timestep(rgb[None], matte[None], view[None], K[None], np.asarray(box, np.float32)[None], flame, source)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sa0.data.convert.common import FLIP_YZ, box_from_matte, pinhole, read_matte, read_rgb, view_matrix
-from sa0.data.schema import Clip, ClipError, ClipMeta, FlameTrack, validate_clip
+from sa0.data.convert.common import FLIP_YZ, box_from_matte, pinhole, read_matte, read_rgb, skip_from, view_matrix
+from sa0.data.schema import ClipError, ClipMeta, ClipSource, Timestep, materialise
 
 NPZ_FIELDS = {"shape": "shape", "expr": "expression", "rotation": "global_rot", "neck_pose": "neck",
               "jaw_pose": "jaw", "eyes_pose": "eyes", "translation": "translation"}
@@ -32,27 +32,51 @@ def _split_files(src: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def units(src) -> list[str]:
+    """The clips of one VHAP export: its split names (one clip each), in key order."""
+    return sorted(split for split, _ in _split_files(Path(src)))
+
+
 def convert_vhap(src, dataset: str = "nersemble", subject: str | None = None, domain: str | None = None):
-    """Yield one validated Clip per split file, in key order."""
+    """Yield one validated Clip per split file, in key order (any bad frame raises ClipError)."""
+    for source in sources(src, units(src), dataset=dataset, subject=subject, domain=domain):
+        yield materialise(source)
+
+
+def sources(src, splits, dataset: str = "nersemble", subject: str | None = None, domain: str | None = None):
+    """One ClipSource per split (streaming: a timestep's C frames at a time; a timestep whose
+    files are missing, undecodable or non-finite becomes a Skip naming the file and field)."""
     src = Path(src)
+    files = dict(_split_files(src))
     subject = subject or src.name
-    for split, path in sorted(_split_files(src), key=lambda sp: sp[0]):
-        yield _split_clip(src, path, split, subject, dataset, domain or dataset)
+    for split in sorted(splits):
+        yield _split_source(src, files[split], split, subject, dataset, domain or dataset)
 
 
-def _flame_npz(path: Path) -> dict[str, np.ndarray]:
+def _flame_npz(path: Path) -> tuple[dict[str, np.ndarray], float]:
     if not path.is_file():
         raise ClipError(f"{path}: FLAME parameter file not found")
-    with np.load(path) as data:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ClipError(f"{path}: not a readable .npz ({exc})") from exc
+    with data:
         missing = [k for k in NPZ_FIELDS if k not in data]
         if missing:
             raise ClipError(f"{path}: missing keys {missing} (VHAP flame_param npz)")
-        out = {name: np.asarray(data[k], np.float32).reshape(-1) for k, name in NPZ_FIELDS.items()}
+        out = {}
+        for key, name in NPZ_FIELDS.items():
+            value = np.asarray(data[key], np.float32).reshape(-1)
+            bad = np.flatnonzero(~np.isfinite(value))
+            if len(bad):
+                raise ClipError(f"{path}: field '{key}' (flame.{name}) has a non-finite value {value[bad[0]]} "
+                                f"at index {int(bad[0])}")
+            out[name] = value
         offset = float(np.abs(data["static_offset"]).max()) if "static_offset" in data else 0.0
     return out, offset
 
 
-def _split_clip(src, path, split, subject, dataset, domain) -> Clip:
+def _split_source(src, path, split, subject, dataset, domain) -> ClipSource:
     meta = json.loads(path.read_text())
     frames = meta.get("frames") or []
     if not frames:
@@ -63,40 +87,41 @@ def _split_clip(src, path, split, subject, dataset, domain) -> Clip:
     missing = [(t, c) for t in times for c in cams if (t, c) not in grid]
     if missing:
         raise ClipError(f"{path}: frames do not form a full timestep x camera grid; missing (t, c) {missing[:5]}")
+    extras = {"timesteps": times, "cameras": cams}
+
+    def timesteps():
+        for t in times:
+            try:
+                step, offset = _timestep(src, path, meta, [grid[(t, c)] for c in cams])
+            except ClipError as exc:
+                yield skip_from(exc)
+                continue
+            extras["static_offset_max"] = max(extras.get("static_offset_max", 0.0), offset)
+            yield step
+
+    return ClipSource(ClipMeta(subject=subject, clip_id=split, dataset=dataset, domain=domain, split=split),
+                      timesteps, str(path), extras)
+
+
+def _timestep(src, path, meta, row) -> tuple[Timestep, float]:
+    params, offset = _flame_npz(src / row[0]["flame_param_path"])
     images, mattes, views, Ks, boxes = [], [], [], [], []
-    flame = {name: [] for name in NPZ_FIELDS.values()}
-    max_offset = 0.0
-    for t in times:
-        row = [grid[(t, c)] for c in cams]
-        params, offset = _flame_npz(src / row[0]["flame_param_path"])
-        max_offset = max(max_offset, offset)
-        for name, value in params.items():
-            flame[name].append(value)
-        img_row, matte_row, view_row, k_row, box_row = [], [], [], [], []
-        for frame in row:
-            rgb, alpha = read_rgb(src / frame["file_path"])
-            mask_path = frame.get("fg_mask_path")
-            matte = read_matte(src / mask_path, rgb.shape[:2]) if mask_path else alpha
-            if matte is None:
-                raise ClipError(f"{path}: frame {frame['file_path']} has no fg_mask_path and no alpha channel")
-            c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)
-            w2c = np.linalg.inv(c2w)
-            view_row.append(view_matrix(FLIP_YZ @ w2c[:3, :3], FLIP_YZ @ w2c[:3, 3]))
-            get = lambda k: float(frame.get(k, meta.get(k)))  # noqa: E731
-            k_row.append(pinhole(get("fl_x"), get("fl_y"), get("cx"), get("cy")))
-            img_row.append(rgb)
-            matte_row.append(matte)
-            box_row.append(box_from_matte(matte))
-        images.append(img_row)
-        mattes.append(matte_row)
-        views.append(view_row)
-        Ks.append(k_row)
-        boxes.append(box_row)
-    clip = Clip(
-        meta=ClipMeta(subject=subject, clip_id=split, dataset=dataset, domain=domain, split=split),
-        images=np.asarray(images, np.uint8), mattes=np.asarray(mattes, np.uint8),
-        viewmats=np.asarray(views, np.float32), Ks=np.asarray(Ks, np.float32), face_boxes=np.asarray(boxes, np.float32),
-        flame=FlameTrack(**{k: np.stack(v) for k, v in flame.items()}),
-        extras={"static_offset_max": max_offset, "timesteps": times, "cameras": cams},
-    )
-    return validate_clip(clip, str(path))
+    for frame in row:
+        rgb, alpha = read_rgb(src / frame["file_path"])
+        mask_path = frame.get("fg_mask_path")
+        matte = read_matte(src / mask_path, rgb.shape[:2]) if mask_path else alpha
+        if matte is None:
+            raise ClipError(f"{path}: frame {frame['file_path']} has no fg_mask_path and no alpha channel")
+        c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)
+        w2c = np.linalg.inv(c2w)
+        views.append(view_matrix(FLIP_YZ @ w2c[:3, :3], FLIP_YZ @ w2c[:3, 3]))
+        get = lambda k: float(frame.get(k, meta.get(k)))  # noqa: E731
+        Ks.append(pinhole(get("fl_x"), get("fl_y"), get("cx"), get("cy")))
+        images.append(rgb)
+        mattes.append(matte)
+        boxes.append(box_from_matte(matte))
+    if len({im.shape for im in images}) != 1:
+        raise ClipError(f"{src / row[0]['file_path']}: cameras of one timestep have different image sizes "
+                        f"{sorted({im.shape[:2] for im in images})}")
+    return Timestep(np.stack(images), np.stack(mattes), np.stack(views), np.stack(Ks), np.stack(boxes), params,
+                    str(src / row[0]["flame_param_path"])), offset
