@@ -44,7 +44,8 @@ def _synthetic(args) -> int:
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
         total = args.subjects * args.clips_per_subject
         clips = synthetic_clips(head, args.kind, args.subjects, args.clips_per_subject, args.frames, args.views,
-                                args.res, DOMAINS[args.domain], seed=args.seed, test_subjects=args.test_subjects)
+                                args.res, DOMAINS[args.domain], seed=args.seed, test_subjects=args.test_subjects,
+                                stream=True)
         clips = tqdm(clips, total=total, desc="rendering clips", unit="clip")
         manifest = write_shards(clips, args.out, max_shard_bytes=args.max_shard_mb << 20)
     print(f"wrote {manifest['clips']} clips ({manifest['frames']} frames, {len(manifest['subjects'])} subjects) "

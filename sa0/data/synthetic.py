@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sa0.config import RenderConfig
-from sa0.data.schema import Clip, ClipMeta, FlameTrack
+from sa0.data.schema import FLAME_FIELDS, Clip, ClipMeta, ClipSource, FlameTrack, Timestep, materialise
 from sa0.gaussians import bind, face_frames, init_local_gaussians, texel_points
 from sa0.geometry import look_at
 from sa0.head import HeadModel
@@ -173,6 +173,13 @@ def _shade(head, subject, verts, domain: Domain) -> torch.Tensor:
 def render_clip(head: HeadModel, subject: Subject, kind: str, timesteps: int, views: int, resolution: int,
                 domain: Domain, rng, clip_id: str, dataset: str, split: str = "train") -> Clip:
     """Render one clip of `subject` (see the module docstring)."""
+    return materialise(render_source(head, subject, kind, timesteps, views, resolution, domain, rng, clip_id, dataset,
+                                     split))
+
+
+def render_source(head: HeadModel, subject: Subject, kind: str, timesteps: int, views: int, resolution: int,
+                  domain: Domain, rng, clip_id: str, dataset: str, split: str = "train") -> ClipSource:
+    """The same clip as a stream: each timestep is rendered when the consumer asks for it."""
     flame = make_motion(head, subject, rng, timesteps)
     params = FlameParams(*(torch.as_tensor(a) for a in flame.as_dict().values()))
     with torch.no_grad():
@@ -182,35 +189,41 @@ def render_clip(head: HeadModel, subject: Subject, kind: str, timesteps: int, vi
     viewmats, Ks = make_cameras(kind, rng, timesteps, views, resolution, centre)
     local = init_local_gaussians(head.flame.v_template, head.faces, head.layout)
     bg = torch.full((3,), domain.background)
-    images = np.zeros((timesteps, views, resolution, resolution, 3), dtype=np.uint8)
-    mattes = np.zeros((timesteps, views, resolution, resolution), dtype=np.uint8)
-    boxes = np.zeros((timesteps, views, 4), dtype=np.float32)
-    for t in range(timesteps):
-        with torch.no_grad():
-            colors = _shade(head, subject, verts[t], domain)
-            g = bind(LocalGaussians(local.positions, local.rotations, local.log_scales, colors, local.opacity_logits),
-                     verts[t], head.faces, head.layout)
-            cams = Cameras(torch.as_tensor(viewmats[t]), torch.as_tensor(Ks[t]), resolution, resolution)
-            out = render(g, cams, bg, RenderConfig())
-        images[t] = (out.image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        mattes[t] = (out.alpha[..., 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        for c in range(views):
-            visible = subject.face_mask & (out.radii[c] > 0).all(-1)  # culled Gaussians have no 2D position
-            face = out.means2d[c, visible] if visible.any() else out.means2d.new_zeros(1, 2)
-            lo, hi = face.amin(0).numpy(), face.amax(0).numpy()
-            boxes[t, c] = np.concatenate((np.clip(lo, 0, resolution - 1), np.clip(hi, lo + 1, resolution)))
     meta = ClipMeta(subject=subject.name, clip_id=clip_id, dataset=dataset, domain=domain.name, split=split)
-    return Clip(meta, images, mattes, viewmats, Ks, boxes, flame)
+
+    def frames():
+        for t in range(timesteps):
+            with torch.no_grad():
+                colors = _shade(head, subject, verts[t], domain)
+                g = bind(LocalGaussians(local.positions, local.rotations, local.log_scales, colors, local.opacity_logits),
+                         verts[t], head.faces, head.layout)
+                cams = Cameras(torch.as_tensor(viewmats[t]), torch.as_tensor(Ks[t]), resolution, resolution)
+                out = render(g, cams, bg, RenderConfig())
+            boxes = np.zeros((views, 4), dtype=np.float32)
+            for c in range(views):
+                visible = subject.face_mask & (out.radii[c] > 0).all(-1)  # culled Gaussians have no 2D position
+                face = out.means2d[c, visible] if visible.any() else out.means2d.new_zeros(1, 2)
+                lo, hi = face.amin(0).numpy(), face.amax(0).numpy()
+                boxes[c] = np.concatenate((np.clip(lo, 0, resolution - 1), np.clip(hi, lo + 1, resolution)))
+            yield Timestep((out.image.clamp(0, 1) * 255).round().to(torch.uint8).numpy(),
+                           (out.alpha[..., 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy(),
+                           viewmats[t], Ks[t], boxes, {name: getattr(flame, name)[t] for name in FLAME_FIELDS},
+                           f"synthetic {meta.key} frame {t}")
+
+    return ClipSource(meta, frames, f"synthetic clip '{meta.key}'")
 
 
 def synthetic_clips(head: HeadModel, kind: str, subjects: int, clips_per_subject: int, timesteps: int, views: int,
-                    resolution: int, domain: Domain, seed: int = 0, test_subjects: int = 0, dataset: str | None = None):
-    """Yield clips for `subjects` random subjects; the last `test_subjects` subjects get split 'test'."""
+                    resolution: int, domain: Domain, seed: int = 0, test_subjects: int = 0, dataset: str | None = None,
+                    stream: bool = False):
+    """Yield clips for `subjects` random subjects; the last `test_subjects` subjects get split 'test'.
+    stream=True yields ClipSources (rendered as they are written: one timestep in memory)."""
     dataset = dataset or f"synthetic-{kind}-{domain.name}"
+    make = render_source if stream else render_clip
     for s in range(subjects):
         rng = np.random.default_rng([seed, s])
         subject = make_subject(head, rng, f"subj{s:04d}", domain)
         split = "test" if s >= subjects - test_subjects else "train"
         for c in range(clips_per_subject):
-            yield render_clip(head, subject, kind, timesteps, views, resolution, domain,
-                              np.random.default_rng([seed, s, c + 1]), f"clip{c:03d}", dataset, split)
+            yield make(head, subject, kind, timesteps, views, resolution, domain,
+                       np.random.default_rng([seed, s, c + 1]), f"clip{c:03d}", dataset, split)

@@ -148,3 +148,47 @@ def test_schema_1_shards_are_refused_with_the_rewrite_command(tmp_path, clips):
     with pytest.raises(ShardError, match=r"shard schema 1; .*make_shards.py upgrade"):
         read_manifest(tmp_path)
     assert "make_shards.py upgrade" in validate_shards(tmp_path)[MANIFEST][0]
+
+
+def _write_schema1(directory, clip):
+    """A shard directory as sa0 wrote it before schema 2: one sample per clip, no index."""
+    import io
+    from dataclasses import asdict
+
+    from sa0.data.shards import encode_image, frame_member, npy_bytes
+
+    directory.mkdir(parents=True)
+    t, c, h, w = clip.images.shape[:4]
+    meta = {**asdict(clip.meta), "schema_version": 1, "num_timesteps": t, "num_cameras": c, "height": h, "width": w,
+            "image_format": "png"}
+    members = {"meta.json": json.dumps(meta).encode(), "viewmats.npy": npy_bytes(clip.viewmats),
+               "ks.npy": npy_bytes(clip.Ks), "face_boxes.npy": npy_bytes(clip.face_boxes)}
+    members.update({f"flame_{k}.npy": npy_bytes(v) for k, v in clip.flame.as_dict().items()})
+    for ti in range(t):
+        for ci in range(c):
+            members[frame_member(ti, ci)] = encode_image(clip.images[ti, ci], "png")
+            members[frame_member(ti, ci, "matte")] = encode_image(clip.mattes[ti, ci], "png")
+    with tarfile.open(directory / "shard-000000.tar", "w") as tar:
+        for ext in sorted(members):
+            info = tarfile.TarInfo(f"{clip.meta.key}.{ext}")
+            info.size = len(members[ext])
+            tar.addfile(info, io.BytesIO(members[ext]))
+    (directory / MANIFEST).write_text(json.dumps({"schema_version": 1, "shards": [
+        {"file": "shard-000000.tar", "clips": [clip.meta.key]}]}))
+
+
+def test_make_shards_upgrade_rewrites_schema_1_losslessly(tmp_path):
+    import subprocess
+    import sys
+
+    clip = tiny_clip(timesteps=3, cameras=2)
+    _write_schema1(tmp_path / "old", clip)
+    with pytest.raises(ShardError, match="upgrade"):
+        load_clip(tmp_path / "old", clip.meta.key)
+    done = subprocess.run([sys.executable, "jobs/make_shards.py", "upgrade", str(tmp_path / "old"), "--out",
+                           str(tmp_path / "new")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    back = load_clip(tmp_path / "new", clip.meta.key)
+    np.testing.assert_array_equal(back.images, clip.images)
+    np.testing.assert_array_equal(back.flame.expression, clip.flame.expression)
+    assert validate_shards(tmp_path / "new") == {"shard-000000.tar": []}
