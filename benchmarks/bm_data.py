@@ -4,14 +4,15 @@ example and peak reader memory, for short, long and 16-camera clips; conversion 
     python benchmarks/bm_data.py [--json] [--quick] [--examples N]
 
 Reads (the ExampleStream the trainer uses, K <= 4 sources + 1 target, output 256^2, the training
-default examples_per_clip = 4, shard reads included; the page cache is warm after the first pass):
+default examples_per_clip = 4, shard reads included; the page cache is warm, the data being small):
   mono-T12     4 monocular clips x 12 timesteps at 512^2
   mono-T300    4 monocular clips x 300 timesteps at 512^2
   mv-16x50     2 multi-view clips x 16 cameras x 50 timesteps at 512^2
-Per case, in a fresh process: examples/s on 1 CPU (runner "local"), bytes read per example next
-to the bytes of the frames the examples use and the bytes a whole-clip read would cost (schema 1),
-and the reader's peak resident memory growth; then the same stream through Ray Data on all CPUs.
-Conversion: 8 VHAP sources (2 cameras x 16 timesteps, 192^2) converted by `make_shards convert`'s
+Per case, in a fresh process: examples/s on 1 CPU (runner "local"), bytes read per example built
+next to the bytes of the frames the examples use and the bytes a whole-clip read would cost
+(schema 1), and the reader's peak resident memory growth over the warm-up (sampled after every
+example); then the same stream through Ray Data on all CPUs.
+Conversion: 16 VHAP sources (2 cameras x 24 timesteps, 256^2 noise images) converted by `make_shards convert`'s
 library call on a simulated Ray cluster of 1 node x 1 CPU, then 2 nodes x 1 CPU (clips/s each).
 Synthetic shards are rendered once into ~/.cache/sa0/bm_data (--quick: smaller cases, not cached).
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -86,15 +86,19 @@ def measure_local(shard_dir: Path, phase: int, examples: int) -> dict:
     torch.set_num_threads(1)
     cfg = _config(shard_dir, phase)
     stream = ExampleStream(cfg, 1, runner="local")
+    batches = iter(stream)
     rss0 = _rss_kib()
-    list(islice(stream, 4))  # warm-up: page cache, imports
+    list(islice(batches, 4))  # warm-up: page cache, imports
     builder = stream.local_builder
-    bytes0 = builder.reader.bytes_read
+    bytes0, built0, peak = builder.reader.bytes_read, sum(builder.built.values()), _rss_kib()
     t0 = time.perf_counter()
-    list(islice(stream, examples))
+    for _ in range(examples):
+        next(batches)
+        peak = max(peak, _rss_kib())
     seconds = time.perf_counter() - t0
-    read = builder.reader.bytes_read - bytes0
-    plan, used = stream.plan(0), 0
+    read = (builder.reader.bytes_read - bytes0) / (sum(builder.built.values()) - built0)  # per example built
+    plan = stream.plan(0)
+    used = 0
     for i in range(min(len(plan), 64)):  # bytes of the frames the examples use (the first 64)
         index = builder._index(int(plan.clip[i]))
         rng = np.random.default_rng([cfg.seed, int(builder.table.crc[plan.clip[i]]), 0, int(plan.draw[i])])
@@ -102,10 +106,10 @@ def measure_local(shard_dir: Path, phase: int, examples: int) -> dict:
         used += sum(int(index.offsets[f][:, 1].sum()) for f in dict.fromkeys(sources + [target]))
     manifest = json.loads((shard_dir / "manifest.json").read_text())
     clip_bytes = sum(s["bytes"] for s in manifest["shards"]) / manifest["clips"]
-    return {"examples_per_s_per_cpu": examples / seconds, "bytes_per_example": read / examples,
+    return {"examples_per_s_per_cpu": examples / seconds, "bytes_per_example": read,
             "frame_bytes_per_example": used / min(len(plan), 64),
             "whole_clip_bytes_per_example": clip_bytes / cfg.examples_per_clip,
-            "peak_rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024,
+            "peak_rss_growth_mib": (peak - rss0) / 1024,
             "clip_mib": clip_bytes / 2**20}
 
 
@@ -122,13 +126,15 @@ def measure_ray(shard_dir: Path, phase: int, batches: int) -> dict:
         next(stream)  # start-up, timed separately
         t0 = time.perf_counter()
         count = sum(len(b["src_mask"]) for b in islice(stream, batches))
-        return {"examples_per_s": count / (time.perf_counter() - t0), "startup_s": t0 - t_start,
+        seconds = time.perf_counter() - t0
+        stream.close()
+        return {"examples_per_s": count / seconds, "startup_s": t0 - t_start,
                 "examples": count, "cpus": os.cpu_count()}
     finally:
         ray.shutdown()
 
 
-def bench_conversion(root: Path, sources: int = 8) -> dict:
+def bench_conversion(root: Path, sources: int = 16) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -137,7 +143,7 @@ def bench_conversion(root: Path, sources: int = 8) -> dict:
 
     srcs = []
     for i in range(sources):
-        write_vhap(tiny_clip(timesteps=16, cameras=2, height=192, width=192, subject=f"seq{i:02d}", seed=i),
+        write_vhap(tiny_clip(timesteps=24, cameras=2, height=256, width=256, subject=f"seq{i:02d}", seed=i),
                    root / "vhap" / f"seq{i:02d}")
         srcs.append(str(root / "vhap" / f"seq{i:02d}"))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -172,7 +178,7 @@ def main() -> None:
     if args.worker:
         shard_dir, phase, examples = Path(args.worker[0]), int(args.worker[1]), int(args.worker[2])
         print(json.dumps({"local": measure_local(shard_dir, phase, examples),
-                          "ray": measure_ray(shard_dir, phase, batches=max(4, examples // 8))}))
+                          "ray": measure_ray(shard_dir, phase, batches=max(8, examples // 4))}))
         return
     cases = QUICK if args.quick else CASES
     cache = Path(tempfile.mkdtemp()) if args.quick else Path.home() / ".cache" / "sa0" / "bm_data"
@@ -186,7 +192,7 @@ def main() -> None:
         report["cases"][name] = {"spec": dict(zip(("kind", "clips", "timesteps", "cameras", "resolution"), spec)),
                                  **json.loads(done.stdout.strip().splitlines()[-1])}
     with tempfile.TemporaryDirectory() as tmp:
-        report["conversion"] = bench_conversion(Path(tmp), sources=4 if args.quick else 8)
+        report["conversion"] = bench_conversion(Path(tmp), sources=4 if args.quick else 16)
     c = report["cases"]
     rate = lambda n: c[n]["local"]["examples_per_s_per_cpu"]  # noqa: E731
     report["ratios"] = {"T300_vs_T12": rate("mono-T300") / rate("mono-T12"),

@@ -69,15 +69,25 @@ class ClipTable:
 
 @dataclass(frozen=True, kw_only=True)
 class EpochPlan:
-    """One rank's descriptors for one epoch: clip, draw, temperature (each (n,)); epoch."""
+    """Descriptors in stream order: clip, draw, temperature, and where each sits: epoch and
+    position within that epoch (all (n,)). One epoch of one rank, or a window of several."""
 
-    epoch: int
     clip: np.ndarray
     draw: np.ndarray
     temperature: np.ndarray
+    epoch: np.ndarray
+    position: np.ndarray
 
     def __len__(self) -> int:
         return len(self.clip)
+
+    def __getitem__(self, sl: slice) -> "EpochPlan":
+        return EpochPlan(**{k: getattr(self, k)[sl] for k in ("clip", "draw", "temperature", "epoch", "position")})
+
+    @staticmethod
+    def concat(plans: list["EpochPlan"]) -> "EpochPlan":
+        return EpochPlan(**{k: np.concatenate([getattr(p, k) for p in plans])
+                            for k in ("clip", "draw", "temperature", "epoch", "position")})
 
 
 def buffered_shuffle(n: int, buffer: int, rng: np.random.Generator) -> np.ndarray:
@@ -124,4 +134,5 @@ def rank_plan(table: ClipTable, epoch: int, *, seed: int, examples_per_clip: int
     mine = slice(rank, rank + per_rank * world, world)
     consumed = epoch * per_rank + np.arange(per_rank)  # examples this rank was planned to take before each
     temperature = temperature_at(consumed // batch_size, total_steps, sampler).astype(np.float32)
-    return EpochPlan(epoch=epoch, clip=clip[mine], draw=draw[mine].astype(np.int64), temperature=temperature)
+    return EpochPlan(clip=clip[mine], draw=draw[mine].astype(np.int64), temperature=temperature,
+                     epoch=np.full(per_rank, epoch, np.int64), position=np.arange(per_rank, dtype=np.int64))

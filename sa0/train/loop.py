@@ -273,5 +273,6 @@ def train_loop_per_worker(config: dict) -> None:
         _save_and_report(engine, run, rank, step, loop_state, metrics)
         if logger is not None:
             logger.committed(step, image_grid(batch, shown))
+    batches.close()  # stop the data pipeline while Ray is still up
     if logger is not None:
         logger.close()

@@ -34,7 +34,7 @@ def _shards(tmp_path, num_clips=6, timesteps=3, corrupt=None):
 def _config(tmp_path, **kw):
     example = ExampleConfig(phase=1, image_size=8, sampler=SamplerConfig(max_sources=2))
     return DataConfig(shard_dirs=(str(tmp_path),), example=example, examples_per_clip=2, total_steps=100,
-                      shuffle_buffer=6, descriptors_per_task=3, **kw)
+                      shuffle_buffer=6, descriptors_per_task=3, descriptors_per_dataset=20, **kw)
 
 
 def _fingerprints(batches):
@@ -53,8 +53,8 @@ def test_ray_runner_equals_the_local_twin_and_counts_a_bad_sample(ray_session, t
     assert ray_stream.state_dict() == local.state_dict()
     reasons = ray_session.get(counter.all.remote())
     assert len(reasons) >= 2 and all("s03" in r and "f00001_c00.png" in r for r in reasons)
-    resumed = ExampleStream(cfg, 2, runner="ray", position={"epoch": 0, "next": 6, "batch": 3})
-    local_resumed = ExampleStream(cfg, 2, runner="local", position={"epoch": 0, "next": 6, "batch": 3})
+    resumed = ExampleStream(cfg, 2, runner="ray", position={"epoch": 0, "next": 6})
+    local_resumed = ExampleStream(cfg, 2, runner="local", position={"epoch": 0, "next": 6})
     assert _fingerprints(islice(resumed, 4)) == _fingerprints(islice(local_resumed, 4))
 
 
@@ -106,7 +106,7 @@ def test_two_train_workers_stream_disjoint_equal_shares(ray_session, tmp_path):
     trainer.fit()
     reports = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
     assert [len(r["targets"]) for r in reports] == [12, 12]
-    assert [r["position"] for r in reports] == [{"epoch": 0, "next": 12, "batch": 6}] * 2
+    assert [r["position"] for r in reports] == [{"epoch": 1, "next": 0}] * 2
     expected = [ExampleStream(cfg, 2, rank=r, world=2, runner="local") for r in (0, 1)]
     for report, local in zip(reports, expected):  # each rank got exactly its planned share
         twin = [v for b in islice(local, 6) for v in b["tgt_image"].numpy().reshape(2, -1).sum(1).tolist()]

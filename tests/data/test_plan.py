@@ -24,8 +24,8 @@ def _dataset(tmp_path, num_clips=12, timesteps=3, cameras=1, size=12, shard_byte
 
 def _cfg(directory, **kw):
     example = ExampleConfig(phase=kw.pop("phase", 1), image_size=8, sampler=SamplerConfig(max_sources=2))
-    return DataConfig(shard_dirs=(str(directory),), example=example, **{"examples_per_clip": 2, "shuffle_buffer": 8,
-                                                                       "total_steps": 100, **kw})
+    return DataConfig(shard_dirs=(str(directory),), example=example, **{
+        "examples_per_clip": 2, "shuffle_buffer": 8, "total_steps": 100, "descriptors_per_dataset": 7, **kw})
 
 
 def test_buffered_shuffle_is_a_bounded_permutation():
@@ -72,12 +72,12 @@ def test_resume_yields_the_uninterrupted_batches_without_building_the_skipped_on
     first = ExampleStream(cfg, 2, runner="local")
     head = _fingerprints(islice(first, 7))  # into epoch 1
     position = first.state_dict()
-    assert position == {"epoch": 1, "next": 4, "batch": 2}
+    assert position == {"epoch": 1, "next": 4}
     resumed = ExampleStream(cfg, 2, runner="local", position=position)
     tail = _fingerprints(islice(resumed, 5))
     assert head + tail == full
     assert full[:5] != full[5:10]  # a new epoch draws new examples in a new order
-    assert resumed.local_builder.built[1] == 10 - 4  # epoch 1's first 4 examples were never built
+    assert resumed.local_builder.built[0] == 0 and resumed.local_builder.built[1] == 10 - 4  # nothing before it
 
 
 def test_resume_on_other_ranks_and_after_skipped_samples(tmp_path):
@@ -106,6 +106,9 @@ def test_bytes_per_example_do_not_grow_with_clip_length_or_cameras(tmp_path, tim
         stream = ExampleStream(cfg, 1, runner="local")
         list(islice(stream, 12))
         builder = stream.local_builder
+        builder.reader.bytes_read = 0  # what the 12 examples cost, without what was built ahead of them
+        builder._indices.clear()
+        list(builder.build(stream.plan(0), range(12)))
         plan = stream.plan(0)
         used = 0
         for i in range(12):
@@ -147,3 +150,11 @@ def test_phase2_mix_from_the_index_is_75_25(tmp_path):
     same_time = sum(len({t for t, _ in s + [tgt]}) == 1 for s, tgt in
                     (choose_frames(index[clip.meta.key], np.random.default_rng(i), 1.0, cfg) for i in range(4000)))
     assert 0.73 < same_time / 4000 < 0.77
+
+
+def test_batches_do_not_depend_on_how_many_epochs_one_dataset_covers(tmp_path):
+    directory = _dataset(tmp_path, num_clips=5)
+    streams = [ExampleStream(_cfg(directory, descriptors_per_dataset=n), 3, runner="local") for n in (1, 7, 100)]
+    first, *others = [_fingerprints(islice(s, 11)) for s in streams]  # 10 per epoch, batches of 3 span epochs
+    assert all(o == first for o in others)
+    assert len({s.state_dict()["epoch"] for s in streams}) == 1

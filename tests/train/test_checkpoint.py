@@ -17,7 +17,7 @@ def _two_rank_checkpoint(root):
         (part / "state" / f"zero_pp_rank_{rank}_optim_states.pt").write_bytes(b"x" * (10 + rank))
         if rank == 0:
             (part / "state" / "mp_rank_00_model_states.pt").write_bytes(b"m" * 7)
-        write_rank_marker(part, rank, {"step": 5, "data": {"epoch": 0, "batch": 5}})
+        write_rank_marker(part, rank, {"step": 5, "data": {"epoch": 0, "next": 5}})
     merged = root / "merged"
     merged.mkdir()
     for rank in (0, 1):

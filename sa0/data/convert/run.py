@@ -4,8 +4,9 @@
 
 Each task converts `units_per_task` clips of one source directory (a video, a split, a subject:
 `STREAMING[format].units(src)`) into shards `shard-<task id>-NNNNNN.tar` in `OUT/.staging/<task id>/`
-(each written as .tmp and renamed when complete). The driver moves a finished task's shards into
-OUT and then rewrites `manifest.json` atomically, listing the task as done: a rerun (after a killed
+(each written as .tmp and renamed when complete). The driver moves finished tasks' shards into
+OUT and then rewrites `manifest.json` atomically, listing the tasks as done (batched: at most every
+few seconds, and at the end): a rerun (after a killed
 driver or a lost node) skips done tasks, deletes staging leftovers and any shard the manifest does
 not describe (only a driver killed between those two renames leaves one). A task whose worker dies
 is retried from scratch by Ray. A bad frame drops its timestep, a bad clip or source is skipped:
@@ -20,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -134,42 +136,55 @@ def _cleanup(out: Path, listed: set[str]) -> None:
             path.unlink()
 
 
-def _load_done(out: Path, cfg: ConvertConfig) -> dict[str, dict]:
+def _load_previous(out: Path, cfg: ConvertConfig) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(done tasks by id, shard entries by file) of an earlier run into `out`."""
     if not (out / MANIFEST).is_file():
-        return {}
+        return {}, {}
     manifest = read_manifest(out)
     conversion = manifest.get("conversion") or {}
     if conversion.get("format") not in (None, cfg.format):
         raise ShardError(f"{out / MANIFEST}: written by a '{conversion['format']}' conversion; this one is "
                          f"'{cfg.format}' (use another --out)")
-    return dict(conversion.get("tasks") or {})
+    return dict(conversion.get("tasks") or {}), {s["file"]: s for s in manifest["shards"]}
 
 
 class _Committer:
-    """The driver's bookkeeping: finished tasks' shards moved into OUT, manifest and report rewritten."""
+    """The driver's bookkeeping. Finished tasks wait in staging; flush() moves their shards into OUT
+    and rewrites the manifest once for all of them (at most every `every_s` seconds, so the
+    manifest is written O(duration / every_s) times, not once per task), then clears their staging."""
 
-    def __init__(self, cfg: ConvertConfig, order: dict[str, int], done: dict[str, dict], listing: list[dict]):
-        self.cfg, self.out, self.order, self.done = cfg, Path(cfg.out), order, done
-        self.listing_problems, self.shards = listing, {}
+    def __init__(self, cfg: ConvertConfig, order: dict[str, int], done: dict, shards: dict, listing: list[dict],
+                 every_s: float = 5.0):
+        self.cfg, self.out, self.order, self.done, self.shards = cfg, Path(cfg.out), order, done, shards
+        self.listing_problems, self.every_s = listing, every_s
+        self.queued: list[TaskResult] = []
+        self.flushed_at = time.monotonic()
+        self.clips = sum(len(s["clips"]) for s in shards.values())
+        self.problems = sum(len(e["problems"]) for e in done.values())
 
-    def commit(self, result: TaskResult) -> None:
-        staging = self.out / STAGING / result.id
-        for shard in result.shards:
-            os.replace(staging / shard["file"], self.out / shard["file"])
-        entry = asdict(result)
-        self.done[result.id] = entry
-        self.write()
-        shutil.rmtree(staging, ignore_errors=True)
+    def add(self, result: TaskResult) -> None:
+        self.queued.append(result)
+        self.clips += sum(len(s["clips"]) for s in result.shards)
+        self.problems += len(result.problems)
+        if time.monotonic() - self.flushed_at >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        for result in self.queued:
+            for shard in result.shards:
+                os.replace(self.out / STAGING / result.id / shard["file"], self.out / shard["file"])
+                self.shards[shard["file"]] = shard
+            self.done[result.id] = {**asdict(result), "shards": [shard["file"] for shard in result.shards]}
+        write_json_atomic(self.out / MANIFEST, self.manifest(), indent=None)
+        for result in self.queued:
+            shutil.rmtree(self.out / STAGING / result.id, ignore_errors=True)
+        self.queued, self.flushed_at = [], time.monotonic()
 
     def manifest(self) -> dict:
         tasks = sorted(self.done.values(), key=lambda e: (self.order.get(e["id"], 1 << 30), e["id"]))
-        shards = [shard for entry in tasks for shard in entry["shards"]]
-        conversion = {"format": self.cfg.format, "settings": self.cfg.kwargs(),
-                      "tasks": {e["id"]: e for e in tasks}}
+        shards = [self.shards[name] for entry in tasks for name in entry["shards"]]
+        conversion = {"format": self.cfg.format, "settings": self.cfg.kwargs(), "tasks": {e["id"]: e for e in tasks}}
         return build_manifest(shards, self.cfg.image_format, conversion=conversion)
-
-    def write(self) -> None:
-        write_json_atomic(self.out / MANIFEST, self.manifest(), indent=None)
 
     def report(self, failed: list[dict]) -> dict:
         entries = list(self.done.values())
@@ -193,9 +208,9 @@ def convert_dataset(cfg: ConvertConfig, address: str | None = None, progress: bo
     tasks, listing = plan_tasks(cfg)
     if cfg.strict and listing:
         raise ConversionError(f"{listing[0]['source']}: {listing[0]['problem']}")
-    done = _load_done(out, cfg)
-    committer = _Committer(cfg, {t.id: i for i, t in enumerate(tasks)}, done, listing)
-    _cleanup(out, {s["file"] for e in done.values() for s in e["shards"]} | {MANIFEST, REPORT})
+    done, shards = _load_previous(out, cfg)
+    committer = _Committer(cfg, {t.id: i for i, t in enumerate(tasks)}, done, shards, listing)
+    _cleanup(out, set(shards) | {MANIFEST, REPORT})
     shutil.rmtree(out / STAGING, ignore_errors=True)
     todo = [t for t in tasks if t.id not in done]
     started = not ray.is_initialized()
@@ -207,17 +222,16 @@ def convert_dataset(cfg: ConvertConfig, address: str | None = None, progress: bo
     try:
         _run(ray, cfg, todo, committer, failed, progress, reused=len(tasks) - len(todo))
     finally:
+        committer.flush()  # what finished is kept, also when stopped (strict mode, Ctrl-C)
         shutil.rmtree(out / STAGING, ignore_errors=True)
         if started:
             ray.shutdown()
     return {**committer.report(failed), "tasks_run": len(todo), "tasks_reused": len(tasks) - len(todo)}
 
 
-def _run(ray, cfg, todo, committer, failed, progress, reused) -> int:
+def _run(ray, cfg, todo, committer, failed, progress, reused) -> None:
     from tqdm import tqdm
 
-    if not todo:
-        committer.write()
     remote = ray.remote(num_cpus=1, max_retries=cfg.retries, retry_exceptions=False)(convert_task)
     pending = {remote.remote(task, cfg): task for task in todo}
     bar = tqdm(total=sum(len(t.units) for t in todo), unit="clip", desc=f"converting {cfg.format}",
@@ -235,12 +249,9 @@ def _run(ray, cfg, todo, committer, failed, progress, reused) -> int:
                         ray.cancel(other, force=True)
                     raise ConversionError(f"{task.source}: {cause}") from exc
                 failed.append({"source": task.source, "unit": ",".join(task.units), "problem": f"task failed: {cause}"})
-                bar.update(len(task.units))
-                continue
-            committer.commit(result)
+            else:
+                committer.add(result)
             bar.update(len(task.units))
-            bar.set_postfix(clips=sum(len(s["clips"]) for e in committer.done.values() for s in e["shards"]),
-                            problems=sum(len(e["problems"]) for e in committer.done.values()) + len(failed))
+            bar.set_postfix(clips=committer.clips, problems=committer.problems + len(failed))
     finally:
         bar.close()
-    return len(todo)
