@@ -172,7 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--examples", type=int, default=60, help="examples timed per case on one CPU")
+    parser.add_argument("--examples", type=int, default=160, help="examples timed per case on one CPU (and / 4 batches of 8 through Ray)")
     parser.add_argument("--worker", nargs=3, metavar=("DIR", "PHASE", "EXAMPLES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

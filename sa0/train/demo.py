@@ -11,7 +11,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from sa0.data.shards import MANIFEST
+from sa0.data.shards import MANIFEST, ShardError, read_manifest
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.train.recipes import GeneratorJob
 
@@ -52,7 +52,12 @@ def _ensure_shards(job: GeneratorJob, phase: int, cache_dir: Path) -> Path:
     kind, subjects, timesteps, views, resolution = DEMO_DATA[phase]
     out = cache_dir / f"shards_{kind}_{subjects}x{timesteps}x{views}_{resolution}"
     if (out / MANIFEST).is_file():
-        return out
+        try:
+            read_manifest(out)
+            return out
+        except ShardError as exc:  # written by an older sa0: render again
+            print(f"{exc.args[0].split(';')[0]}; rendering it again", flush=True)
+            shutil.rmtree(out)
     print(f"rendering {subjects} synthetic {kind} subjects into {out} (once; reused by later runs)", flush=True)
     head = load_head_model(job.flame, job.layout)
     clips = synthetic_clips(head, kind, subjects, 1, timesteps, views, resolution, DOMAINS["studio"], seed=phase)
