@@ -64,8 +64,10 @@ def _convert(args) -> int:
     except (ConversionError, ClipError, ShardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if report["tasks_reused"]:
+        print(f"{report['tasks_reused']} task(s) finished by an earlier run were kept; {report['tasks_run']} ran now")
     for problem in report["problems"][:10]:
-        print(f"skipped: {problem['problem']}", file=sys.stderr)
+        print(f"warning: {problem['problem']}", file=sys.stderr)
     more = len(report["problems"]) - 10
     print(f"wrote {report['clips']} clips ({report['frames']} frames) in {report['shards']} shard(s) to {args.out}; "
           f"{len(report['problems'])} problem(s), {report['clips_skipped']} clip(s) skipped"

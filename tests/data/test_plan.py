@@ -158,3 +158,10 @@ def test_batches_do_not_depend_on_how_many_epochs_one_dataset_covers(tmp_path):
     first, *others = [_fingerprints(islice(s, 11)) for s in streams]  # 10 per epoch, batches of 3 span epochs
     assert all(o == first for o in others)
     assert len({s.state_dict()["epoch"] for s in streams}) == 1
+
+
+def test_a_stream_builds_nothing_past_the_last_training_step(tmp_path):
+    cfg = _cfg(_dataset(tmp_path, num_clips=5), total_steps=3, descriptors_per_dataset=4096, descriptors_per_task=1)
+    stream = ExampleStream(cfg, 2, runner="local")
+    assert len(list(islice(stream, 3))) == 3
+    assert sum(stream.local_builder.built.values()) <= 3 * 2 + 2  # the steps' examples and one batch of slack

@@ -235,7 +235,7 @@ def _run(ray, cfg, todo, committer, failed, progress, reused) -> None:
     remote = ray.remote(num_cpus=1, max_retries=cfg.retries, retry_exceptions=False)(convert_task)
     pending = {remote.remote(task, cfg): task for task in todo}
     bar = tqdm(total=sum(len(t.units) for t in todo), unit="clip", desc=f"converting {cfg.format}",
-               disable=not progress, postfix={"reused tasks": reused} if reused else None)
+               disable=not progress or not todo, postfix={"reused tasks": reused} if reused else None)
     try:
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
