@@ -77,7 +77,6 @@ def _config(shard_dir: Path, phase: int):
 
 def measure_local(shard_dir: Path, phase: int, examples: int) -> dict:
     """In this (fresh) process: one CPU, the local runner; bytes and memory of the reader."""
-    import numpy as np
     import torch
 
     from sa0.data.examples import choose_frames
@@ -101,8 +100,7 @@ def measure_local(shard_dir: Path, phase: int, examples: int) -> dict:
     used = 0
     for i in range(min(len(plan), 64)):  # bytes of the frames the examples use (the first 64)
         index = builder._index(int(plan.clip[i]))
-        rng = np.random.default_rng([cfg.seed, int(builder.table.crc[plan.clip[i]]), 0, int(plan.draw[i])])
-        sources, target = choose_frames(index, rng, float(plan.temperature[i]), cfg.example)
+        sources, target = choose_frames(index, builder.rng(plan, i), float(plan.temperature[i]), cfg.example)
         used += sum(int(index.offsets[f][:, 1].sum()) for f in dict.fromkeys(sources + [target]))
     manifest = json.loads((shard_dir / "manifest.json").read_text())
     clip_bytes = sum(s["bytes"] for s in manifest["shards"]) / manifest["clips"]

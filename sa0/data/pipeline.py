@@ -134,14 +134,19 @@ class ExampleBuilder:
         self._indices[clip] = index
         return index
 
+    def rng(self, plan: EpochPlan, i: int) -> np.random.Generator:
+        """The randomness of descriptor i: seeded by (seed, crc32(clip key), epoch, draw)."""
+        clip, epoch, draw = int(plan.clip[i]), int(plan.epoch[i]), int(plan.draw[i])
+        return np.random.default_rng([self.cfg.seed, int(self.table.crc[clip]), epoch, draw])
+
     def build(self, plan: EpochPlan, positions, on_skip=None) -> list[tuple[int, dict]]:
         """-> [(index into plan, example)] for the descriptors that could be built (in order)."""
         out = []
         for i in positions:
-            clip, draw, epoch = int(plan.clip[i]), int(plan.draw[i]), int(plan.epoch[i])
-            rng = np.random.default_rng([self.cfg.seed, int(self.table.crc[clip]), epoch, draw])
+            clip, epoch = int(plan.clip[i]), int(plan.epoch[i])
             try:
-                example = build_example(self.reader, self._index(clip), rng, float(plan.temperature[i]), self.cfg.example)
+                example = build_example(self.reader, self._index(clip), self.rng(plan, i), float(plan.temperature[i]),
+                                        self.cfg.example)
             except (ShardError, ClipError, ValueError) as exc:
                 reason = f"{self.table.paths[self.table.shard[clip]]} '{self.table.keys[clip]}': {exc}"
                 log.warning("skipping sample %s", reason)

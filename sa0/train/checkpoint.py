@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from sa0.fsutil import write_json_atomic
+
 SCHEMA_VERSION = 1
 RANK_MARKER = "loop_rank{rank}.json"
 COMPLETE = "COMPLETE"
@@ -31,19 +33,13 @@ class IncompleteCheckpointError(RuntimeError):
     """A checkpoint or exported generator that was not completely written."""
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def write_rank_marker(directory: str | os.PathLike, rank: int, state: dict) -> None:
     """Mark this rank's part of a checkpoint complete: state + {file: size} of what it wrote."""
     directory = Path(directory)
     marker = RANK_MARKER.format(rank=rank)
     files = {str(p.relative_to(directory)): p.stat().st_size for p in sorted(directory.rglob("*"))
              if p.is_file() and p.name != marker and not p.name.endswith(".tmp")}
-    _write_json_atomic(directory / marker, {**state, "schema_version": SCHEMA_VERSION, "files": files})
+    write_json_atomic(directory / marker, {**state, "schema_version": SCHEMA_VERSION, "files": files})
 
 
 def verify_checkpoint(directory: str | os.PathLike, world_size: int) -> list[dict]:

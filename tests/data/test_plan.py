@@ -113,9 +113,7 @@ def test_bytes_per_example_do_not_grow_with_clip_length_or_cameras(tmp_path, tim
         used = 0
         for i in range(12):
             index = builder._index(int(plan.clip[i]))
-            sources, target = choose_frames(index, np.random.default_rng(
-                [0, int(builder.table.crc[plan.clip[i]]), 0, int(plan.draw[i])]), float(plan.temperature[i]),
-                cfg.example)
+            sources, target = choose_frames(index, builder.rng(plan, i), float(plan.temperature[i]), cfg.example)
             used += sum(int(index.offsets[f][:, 1].sum()) for f in dict.fromkeys(sources + [target]))
         ratios[name] = builder.reader.bytes_read / used
     assert ratios["short"] < 1.5 and ratios["long"] < 1.5, ratios
