@@ -33,10 +33,11 @@ class HeadModel:
         """Posed vertices (T, V, 3) from a clip's FLAME track (dict of (T, ...) arrays named as
         sa0.types.FlameParams), optionally only `timesteps`; shape and expression are padded or cut
         to this head's component counts; `shape` (S,) replaces the track's identity (reenactment)."""
-        fields = {k: torch.as_tensor(np.asarray(v)[timesteps] if timesteps is not None else np.asarray(v)).float()
-                  for k, v in track.items()}
+        device = self.faces.device
+        pick = (lambda v: np.asarray(v)[timesteps]) if timesteps is not None else np.asarray
+        fields = {k: torch.as_tensor(pick(v)).to(device).float() for k, v in track.items()}
         if shape is not None:
-            fields["shape"] = torch.as_tensor(np.asarray(shape, np.float32)).float().expand(len(fields["shape"]), -1)
+            fields["shape"] = torch.as_tensor(np.asarray(shape, np.float32)).to(device).expand(len(fields["shape"]), -1)
         for name, width in (("shape", self.flame.num_shape), ("expression", self.flame.num_expression)):
             value = fields[name]
             fields[name] = value[:, :width] if value.shape[1] >= width else torch.nn.functional.pad(

@@ -19,6 +19,11 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Te
     return _ssim(_nchw(pred), _nchw(target), data_range=1.0, win_size=window, size_average=True)
 
 
+def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """(B,) SSIM of each image (same window and range as ssim); ssim() is their mean."""
+    return _ssim(_nchw(pred), _nchw(target), data_range=1.0, win_size=window, size_average=False)
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR in dB over the whole batch, data range 1."""
     mse = ((pred - target) ** 2).mean().clamp_min(1e-12)

@@ -30,9 +30,9 @@ def neutral_init(head: HeadModel, verts: torch.Tensor, clip: Clip, t: int, camer
     the mean colour of those facing it. Occlusion is ignored."""
     local = init_local_gaussians(verts, head.faces, head.layout)
     points = texel_points(verts, head.faces, head.layout)
-    view = torch.as_tensor(clip.viewmats[t, camera], dtype=verts.dtype)
-    K = torch.as_tensor(clip.Ks[t, camera], dtype=verts.dtype)
-    image = torch.as_tensor(clip.images[t, camera], dtype=verts.dtype) / 255.0
+    view = torch.as_tensor(clip.viewmats[t, camera], dtype=verts.dtype, device=verts.device)
+    K = torch.as_tensor(clip.Ks[t, camera], dtype=verts.dtype, device=verts.device)
+    image = torch.as_tensor(clip.images[t, camera], dtype=verts.dtype, device=verts.device) / 255.0
     h, w = image.shape[:2]
     pixels = project_points(points[None], view[None], K[None])
     colors = sample_at(image.permute(2, 0, 1)[None], pixels, w, h)[0]

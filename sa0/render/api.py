@@ -67,7 +67,7 @@ def render(
         background = torch.zeros(channels, dtype=dtype, device=device)
     if background.shape[-1] != channels:
         raise ValueError(f"background has {background.shape[-1]} channels, colours have {channels}")
-    background = background.to(dtype).expand(num_cams, channels)
+    background = background.to(device, dtype).expand(num_cams, channels)
     viewmats, Ks = cameras.viewmats.to(device, dtype), cameras.Ks.to(device, dtype)
     backend = resolve_backend(config.backend, device)
     g = gaussians
