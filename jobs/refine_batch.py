@@ -1,12 +1,16 @@
-"""Refine many subjects, one Ray task each.
+"""Refine many subjects as Ray tasks, several subjects batched in a task on GPUs.
 
-    python jobs/refine_batch.py --subjects list.txt --shards DIR [DIR ...] --out DIR
-        [--flame-dir DIR] [--uv-resolution 128] [--steps 10000] [--max-in-flight N]
-        [--mlflow-uri URI | --no-mlflow] [--address RAY_ADDRESS] [--generator RUNS/<run>/generator_phase2] [--set KEY=VALUE ...]
+    python jobs/refine_batch.py --subjects list.txt [--shards DIR [DIR ...]] [--out out/refine]
+        [--flame-dir DIR] [--uv-resolution 128] [--steps 10000] [--subjects-per-task N]
+        [--cpus-per-subject N] [--max-in-flight N] [--mlflow-uri URI | --no-mlflow]
+        [--address RAY_ADDRESS] [--generator RUNS/<run>/generator_phase2] [--set KEY=VALUE ...]
 
 list.txt holds one subject id per line (as in the shards' manifests; '#' starts a comment).
+--shards defaults to every shard directory under ./data (each holds a manifest.json).
 Writes OUT/<subject>/{avatar.npz, avatar.ply, metrics.json, preview.mp4}; subjects whose output is
-complete are skipped, so a rerun does no work. Prints a table; exits 1 if any subject failed.
+complete are skipped, so a rerun does no work, and an interrupted subject resumes from its last
+checkpoint (OUT/.checkpoints). Shows steps done over all subjects with an ETA; each subject's MLflow
+run gets live curves. Prints a table; exits 1 if any subject failed.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sa0.console import quiet_libraries
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
-from sa0.refine.fanout import refine_batch
+from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import format_table
 from sa0.tracking import Tracker
@@ -30,12 +35,18 @@ from sa0.train.checkpoint import is_exported
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subjects", required=True, help="text file with one subject id per line")
-    parser.add_argument("--shards", nargs="+", required=True, help="shard directories (make_shards.py output)")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--shards", nargs="+", default=None,
+                        help="shard directories (make_shards.py output; default: every one under ./data)")
+    parser.add_argument("--out", default="out/refine", help="output directory (default out/refine)")
     parser.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
     parser.add_argument("--uv-resolution", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--max-in-flight", type=int, default=None)
+    parser.add_argument("--subjects-per-task", type=int, default=None,
+                        help=f"subjects refined together in one task (default: up to {GPU_SUBJECTS_PER_TASK} per GPU, "
+                        "1 on CPUs)")
+    parser.add_argument("--cpus-per-subject", type=int, default=None,
+                        help="CPUs (and torch threads) per subject on CPU clusters (default: fill the machine)")
+    parser.add_argument("--max-in-flight", type=int, default=None, help="tasks at a time (default: as many as fit)")
     parser.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: MLflow's own default)")
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
@@ -48,6 +59,19 @@ def main(argv=None) -> int:
     if args.generator and not is_exported(args.generator):
         parser.error(f"--generator: {args.generator} is not a complete exported generator "
                      "(expected runs/<run-name>/generator_phase<p>/ from jobs/train_generator.py)")
+    for name in ("subjects_per_task", "cpus_per_subject", "max_in_flight"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.shards is None:
+        args.shards = [str(p.parent) for p in sorted(Path("data").glob("**/manifest.json"))]
+        if not args.shards:
+            parser.error("--shards: no shard directories under ./data (none holds a manifest.json); pass --shards DIR "
+                         "or make some, e.g. python jobs/make_shards.py synthetic --kind mono --subjects 2 "
+                         "--frames 30 --res 128 --out data/demo")
+        print(f"shards: {' '.join(args.shards)}", flush=True)
+    missing = [d for d in args.shards if not (Path(d) / "manifest.json").is_file()]
+    if missing:
+        parser.error(f"--shards: {', '.join(missing)} holds no manifest.json (not a make_shards.py output)")
     path = Path(args.subjects)
     if not path.is_file():
         parser.error(f"--subjects: {path} does not exist")
@@ -59,9 +83,12 @@ def main(argv=None) -> int:
         refine_cfg = apply_overrides(RefineConfig(steps=args.steps), args.set)
     except ValueError as exc:
         parser.error(str(exc))
+    import logging
+
     import ray
 
-    ray.init(address=args.address)
+    quiet_libraries()
+    ray.init(address=args.address, logging_level=logging.WARNING)
     tracker = Tracker("sa0-refine", args.mlflow_uri, enabled=not args.no_mlflow)
     with tempfile.TemporaryDirectory() as tmp:
         flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
@@ -69,7 +96,8 @@ def main(argv=None) -> int:
         rows = refine_batch(subjects, args.shards, args.out, FlameConfig(model_dir=flame_dir),
                             LayoutConfig(uv_resolution=args.uv_resolution), refine_cfg,
                             max_in_flight=args.max_in_flight, tracker=tracker,
-                            generator_dir=os.path.abspath(args.generator) if args.generator else None)
+                            generator_dir=os.path.abspath(args.generator) if args.generator else None,
+                            subjects_per_task=args.subjects_per_task, cpus_per_subject=args.cpus_per_subject)
         tracker.end({"failed": sum(r["status"] == "failed" for r in rows)})
     ray.shutdown()
     print(format_table(rows))

@@ -1,4 +1,4 @@
-"""Load one subject's clips from shards and run its refinement (the unit a batch task executes)."""
+"""Load subjects' clips from shards and refine them in one batch (the unit a fan-out task executes)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.data.schema import Clip, ClipError, ClipMeta
@@ -15,7 +17,8 @@ from sa0.faults import maybe_crash
 from sa0.head import load_head_model
 from sa0.model.inference import load_trained_generator
 from sa0.refine.outputs import is_complete, write_subject_outputs
-from sa0.refine.refine import RefineConfig, refine_subject
+from sa0.refine.batched import Observer, Subject, refine_subjects
+from sa0.refine.refine import RefineConfig
 
 
 class BadInput(ValueError):
@@ -63,31 +66,73 @@ def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, 
     return slice_timesteps(base, slice(0, cut)), slice_timesteps(base, slice(cut, None))
 
 
+def _row(subject: str, **values) -> dict:
+    return {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None, "steps": 0,
+            "seconds": 0.0, "reason": "", **values}
+
+
+def _skipped(subject: str, out_dir) -> dict:
+    metrics = json.loads((Path(out_dir) / subject / "metrics.json").read_text())
+    return _row(subject, status="skipped", psnr=metrics.get("final", {}).get("psnr"),
+                ssim=metrics.get("final", {}).get("ssim"), max_ar=metrics.get("max_ar"),
+                steps=metrics.get("steps", 0), reason="complete output exists")
+
+
+def checkpoint_dir(out_dir) -> Path:
+    """Where a refinement's per-subject checkpoints live while it runs (removed once written)."""
+    return Path(out_dir) / ".checkpoints"
+
+
+def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
+                 refine: RefineConfig, generator_dir: str | None = None, observer: Observer | None = None,
+                 checkpoint_every: int = 1000) -> list[dict]:
+    """Refine the subjects in one batched loop (sa0.refine.batched); -> a status row per subject.
+
+    A subject whose complete output exists is skipped; one whose data is bad, or whose loss turns
+    non-finite, fails alone with its reason. Each subject resumes from its own checkpoint under
+    OUT/.checkpoints if an earlier attempt left one. generator_dir: an exported generator
+    (jobs/train_generator.py) to start from; None: flat discs. Rows carry the torch thread count."""
+    start = time.perf_counter()
+    rows: dict[str, dict] = {}
+    batch = []
+    for subject in subjects:
+        if is_complete(Path(out_dir) / subject):
+            rows[subject] = _skipped(subject, out_dir)
+            continue
+        try:
+            train, test = train_test(load_subject_clips(subject, shard_dirs))
+        except (BadInput, ClipError, ShardError) as exc:
+            rows[subject] = _row(subject, reason=f"bad input: {exc}")
+            continue
+        batch.append(Subject(subject, train, test))
+    if batch:
+        head = load_head_model(flame, layout)  # outputs are written from the CPU copy
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        generator = load_trained_generator(generator_dir, head) if generator_dir else None
+        on_device = head.to(device) if device.type == "cuda" else head
+        results = refine_subjects(on_device, batch, refine, generator, observer, checkpoint_dir(out_dir),
+                                  checkpoint_every)
+        for subject, result in zip(batch, results):
+            if isinstance(result, str):
+                rows[subject.name] = _row(subject.name, reason=f"diverged: {result}")
+                continue
+            maybe_crash(subject.name, "before_write")
+            write_subject_outputs(out_dir, subject.name, head, subject.train, subject.test, result,
+                                  {"torch_threads": torch.get_num_threads(), "batch": len(batch)})
+            (checkpoint_dir(out_dir) / f"{subject.name}.pt").unlink(missing_ok=True)
+            final = result.metrics.get("final", {})
+            rows[subject.name] = _row(subject.name, status="done", psnr=final.get("psnr"), ssim=final.get("ssim"),
+                                      max_ar=result.metrics["max_ar"], steps=refine.steps,
+                                      seconds=time.perf_counter() - start)
+    for row in rows.values():
+        row["threads"] = torch.get_num_threads()
+    return [rows[s] for s in subjects]
+
+
 def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                 refine: RefineConfig, generator_dir: str | None = None) -> dict:
-    """Refine one subject unless its complete output exists; -> a status row for the batch table.
-    generator_dir: an exported generator (jobs/train_generator.py) to start from; None: flat discs."""
-    row = {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None,
-           "steps": 0, "seconds": 0.0, "reason": ""}
-    if is_complete(Path(out_dir) / subject):
-        metrics = json.loads((Path(out_dir) / subject / "metrics.json").read_text())
-        return {**row, "status": "skipped", "psnr": metrics.get("final", {}).get("psnr"),
-                "ssim": metrics.get("final", {}).get("ssim"), "max_ar": metrics.get("max_ar"),
-                "steps": metrics.get("steps", 0), "reason": "complete output exists"}
-    start = time.perf_counter()
-    try:
-        train, test = train_test(load_subject_clips(subject, shard_dirs))
-    except (BadInput, ClipError, ShardError) as exc:
-        return {**row, "reason": f"bad input: {exc}"}
-    head = load_head_model(flame, layout)
-    generator = load_trained_generator(generator_dir, head) if generator_dir else None
-    result = refine_subject(head, train, refine, test=test, generator=generator)
-    maybe_crash(subject, "before_write")
-    write_subject_outputs(out_dir, subject, head, train, test, result)
-    final = result.metrics.get("final", {})
-    return {**row, "status": "done", "psnr": final.get("psnr"), "ssim": final.get("ssim"),
-            "max_ar": result.metrics["max_ar"], "steps": refine.steps,
-            "seconds": time.perf_counter() - start, "reason": ""}
+    """run_subjects for one subject."""
+    return run_subjects([subject], shard_dirs, out_dir, flame, layout, refine, generator_dir)[0]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -100,4 +145,4 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "slice_timesteps", "train_test"]
+__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "slice_timesteps", "train_test"]

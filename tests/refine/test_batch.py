@@ -93,4 +93,56 @@ def test_refine_batch_cli_with_mlflow(shards, synthetic_dir, tmp_path):
     names = sorted(r.info.run_name for r in runs)
     assert names == ["refine_batch", "subj0000", "subj0002"]
     child = next(r for r in runs if r.info.run_name == "subj0000")
-    assert child.data.metrics["psnr"] > 0 and child.data.params["status"] == "done"
+    assert child.data.metrics["psnr"] > 0 and child.data.tags["sa0.status"] == "done"
+    parent = next(r for r in runs if r.info.run_name == "refine_batch")
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert len(client.get_metric_history(child.info.run_id, "train/loss")) >= 2  # live curve, not only the end
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "refine:" in done.stderr and "100%" in done.stderr  # the steps bar over all subjects
+
+
+def test_refine_batch_cli_defaults_find_shards_under_data(shards, synthetic_dir, tmp_path):
+    """`refine_batch.py --subjects list.txt` alone: shards from ./data, outputs to out/refine."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(shards, tmp_path / "data" / "demo")
+    (tmp_path / "list.txt").write_text("subj0000\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SA0_FLAME_DIR": str(synthetic_dir)}
+    job = os.path.abspath("jobs/refine_batch.py")
+    done = subprocess.run([sys.executable, job, "--subjects", "list.txt", "--uv-resolution", "16", "--steps", "5",
+                           "--no-mlflow"], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "shards: data/demo" in done.stdout
+    assert all((tmp_path / "out" / "refine" / "subj0000" / n).is_file() for n in OUTPUT_FILES)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "list.txt").write_text("subj0000\n")
+    failed = subprocess.run([sys.executable, job, "--subjects", "list.txt"], capture_output=True, text=True,
+                            env=env, timeout=120, cwd=empty)
+    assert failed.returncode == 2 and "no shard directories under ./data" in failed.stderr
+
+
+def test_cpu_task_threads_equal_its_cpus(ray_session, shards, synthetic_dir, tmp_path):
+    """Read back from inside the task: one subject fills the 2-CPU machine; --cpus-per-subject 1 gives 1."""
+    cfg = RefineConfig(steps=3, log_every=1)
+    args = ([shards], None, FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16), cfg)
+    (filled,) = refine_batch(["subj0000"], args[0], tmp_path / "a", *args[2:])
+    (single,) = refine_batch(["subj0000"], args[0], tmp_path / "b", *args[2:], cpus_per_subject=1)
+    assert (filled["status"], filled["threads"]) == ("done", 2)
+    assert (single["status"], single["threads"]) == ("done", 1)
+    metrics = json.loads((tmp_path / "a" / "subj0000" / "metrics.json").read_text())
+    assert metrics["torch_threads"] == 2
+
+
+def test_placement_defaults():
+    from sa0.refine.fanout import place
+
+    assert place(1, cpus=2, gpus=0, node_cpus=2) == place(1, 2, 0, 2, 1, None)
+    assert place(1, 2, 0, 2).num_cpus == 2 and place(4, 2, 0, 2).num_cpus == 1
+    assert place(3, 32, 0, 8).num_cpus == 8  # never more than one node holds
+    gpu = place(20, 16, 2, 8)
+    assert (gpu.subjects_per_task, gpu.num_gpus, gpu.max_in_flight) == (8, 1, 2)
+    assert place(3, 16, 2, 8).subjects_per_task == 2  # spread over both GPUs
+    assert place(4, 4, 0, 4, subjects_per_task=2, cpus_per_subject=1).num_cpus == 2
