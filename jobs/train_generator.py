@@ -23,6 +23,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from sa0.console import quiet_ray_init
 from sa0.config import apply_overrides
 from sa0.train.demo import ensure_demo_inputs
 from sa0.train.job import train_generator
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
             parser.error(f"phase {number} has no data: pass --phase{number}-shards DIR (make_shards.py output)")
     import ray
 
-    ray.init(address=address, log_to_driver=True)
+    quiet_ray_init(address)  # worker output to Ray's log files; progress and warnings come via sa0.console
     try:
         result = train_generator(job)
     except (ValueError, RuntimeError) as exc:

@@ -42,7 +42,14 @@ def load_native(build_directory: str | None = None, verbose: bool = False):
     if _state["tried"] and build_directory is None:
         return _state["module"]
     try:
-        from torch.utils.cpp_extension import load
+        # importing cpp_extension warns "No CUDA runtime is found" on every CPU machine: not ours to show
+        chatter = logging.getLogger("torch.utils.cpp_extension")
+        level = chatter.level
+        chatter.setLevel(logging.ERROR)
+        try:
+            from torch.utils.cpp_extension import load
+        finally:
+            chatter.setLevel(level)
 
         _ensure_ninja_on_path()
         log.info("loading the native CPU rasteriser (compiled on first use, ~1 min; cached afterwards)")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from sa0.console import make_console, print_while
 from sa0.train.checkpoint import export_generator, is_exported, verify_checkpoint
 from sa0.train.loop import GENERATOR_FILE, PhaseRun, flatten, train_loop_per_worker
 from sa0.train.recipes import GeneratorJob, check_resources, validate_job, wants_gpu
@@ -46,7 +47,7 @@ def _tracker(job: GeneratorJob):
     return Tracker("sa0-generator", job.train.mlflow_uri, enabled=job.train.mlflow_uri != "off")
 
 
-def fit_phase(run: PhaseRun, run_dir: Path, counter=None):
+def fit_phase(run: PhaseRun, run_dir: Path, counter=None, console=None):
     """One phase on Ray Train; -> Ray's Result (resumes the same-named phase run if it exists).
     The shards are checked here, before any worker starts; each worker then streams its share."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -59,13 +60,23 @@ def fit_phase(run: PhaseRun, run_dir: Path, counter=None):
     use_gpu = train.use_gpu == "true"
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"run": run, "counter": counter},
+        train_loop_config={"run": run, "counter": counter, "console": console},
         scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(name=f"phase{run.phase}", storage_path=str(run_dir),
-                             failure_config=FailureConfig(max_failures=train.max_failures)),
+                             failure_config=FailureConfig(max_failures=train.max_failures), **_quiet_train()),
     )
     return trainer.fit()
+
+
+def _quiet_train() -> dict:
+    """Ray Train's per-report INFO lines ("Reporting training result N: ...") off the console
+    (they stay in Ray's log files), where this Ray has the option."""
+    try:
+        from ray.train import LoggingConfig
+    except ImportError:
+        return {}
+    return {"logging_config": LoggingConfig(log_level="WARNING")}
 
 
 def _export_phase(result, run: PhaseRun, path: Path) -> Path:
@@ -117,7 +128,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
     tracker.tags({"sa0.recipe": job.recipe, "sa0.phases": ",".join(str(n) for n, _ in job.phases())})
     state.update(config=json.loads(json.dumps(asdict(job), default=str)), mlflow_run_id=run_id)
     state_path.write_text(json.dumps(state, indent=1))
-    counter = make_skip_counter()
+    counter, console = make_skip_counter(), make_console()
     exports, init = {}, None
     for number, _ in job.phases():
         path = run_dir / f"generator_phase{number}"
@@ -126,7 +137,7 @@ def train_generator(job: GeneratorJob) -> JobResult:
             print(f"phase {number}: already finished ({path}); skipping", flush=True)
         else:
             print(f"phase {number}: {run.cfg.steps} steps on {job.train.num_workers} worker(s)", flush=True)
-            _export_phase(fit_phase(run, run_dir, counter), run, path)
+            _export_phase(print_while(lambda: fit_phase(run, run_dir, counter, console), console), run, path)
         exports[number] = init = path
         tracker.tags({f"sa0.phase{number}": "finished", f"sa0.phase{number}.export": str(path)})
         state["finished_phases"] = sorted(exports)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from sa0.console import forward_warnings, say
 from sa0.faults import maybe_crash
 from sa0.train.checkpoint import verify_checkpoint, write_rank_marker
 from sa0.train.recipes import GeneratorJob, PhaseConfig
@@ -105,9 +106,9 @@ def _lpips(cfg: PhaseConfig, device):
 class _Logger:
     """Rank 0's metric buffer, console lines and MLflow hand-off."""
 
-    def __init__(self, run: PhaseRun, start_step: int, counter=None):
+    def __init__(self, run: PhaseRun, start_step: int, counter=None, console=None):
         self.run, self.prefix, self.rows = run, f"phase{run.phase}/", []
-        self.counter = counter
+        self.counter, self.console = counter, console
         self.t0, self.start_step = time.monotonic(), start_step
         self.tracker = None
         if run.mlflow_run_id:
@@ -126,9 +127,9 @@ class _Logger:
         total = self.run.cfg.steps
         rate = (step - self.start_step) / max(1e-9, time.monotonic() - self.t0)
         eta = (total - step) / rate if rate > 0 else float("nan")
-        print(f"[phase{self.run.phase}] step {step}/{total}  loss {metrics['loss']:.4f}  "
-              f"{metrics['samples_per_s']:.1f} samples/s  data wait {100 * metrics['data_wait_frac']:.0f}%  "
-              f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta == eta else '?'}", flush=True)
+        say(self.console, f"[phase{self.run.phase}] step {step}/{total}  loss {metrics['loss']:.4f}  "
+            f"{metrics['samples_per_s']:.1f} samples/s  data wait {100 * metrics['data_wait_frac']:.0f}%  "
+            f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta == eta else '?'}")
 
     def committed(self, step: int, grid=None) -> None:
         """The checkpoint at `step` is committed: send every buffered row up to it."""
@@ -222,17 +223,20 @@ def _save_and_report(engine, run: PhaseRun, rank: int, step: int, loop_state: di
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter}. Each rank streams its own
-    planned share of every epoch (sa0.data.pipeline), so its data position resumes exactly."""
+    """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter, "console": Console}. Each
+    rank streams its own planned share of every epoch (sa0.data.pipeline), so its data position
+    resumes exactly. Rank 0's progress lines and warnings go to the driver's terminal (sa0.console)."""
     import ray.train
 
     from sa0.data.pipeline import ExampleStream
     from sa0.train.step import compute_losses, prepare_batch
 
-    run, counter = config["run"], config.get("counter")
+    run, counter, console = config["run"], config.get("counter"), config.get("console")
     cfg, train = run.cfg, run.job.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if rank == 0:
+        forward_warnings(console, f"[phase{run.phase}] ")
     device = _device(train)
     engine, head, anchor = _build_engine(run, device)
     lpips_fn = _lpips(cfg, device)
@@ -241,7 +245,7 @@ def train_loop_per_worker(config: dict) -> None:
     if step >= cfg.steps:
         return  # this phase finished before the restart; its last checkpoint holds the result
     segments.append([step + 1, step])
-    logger = _Logger(run, step, counter) if rank == 0 else None
+    logger = _Logger(run, step, counter, console) if rank == 0 else None
     stream = ExampleStream(cfg.data, cfg.batch_size, rank=rank, world=world, position=state["data"], counter=counter)
     batches, interval = iter(stream), _Interval()
     while step < cfg.steps:

@@ -98,6 +98,12 @@ def test_ray_job_submit_runs_both_phases(cluster, synthetic_dir, data, tmp_path)
                            "python", *args], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "succeeded" in done.stdout and "done: generator" in done.stdout
+    # A clean terminal: rank 0's progress line once per logged step (log_every, checkpoints),
+    # none of Ray Train's per-report lines, no worker output
+    progress = [line for line in done.stdout.splitlines() if line.startswith("[phase1] step ")]
+    assert [line.split()[2] for line in progress] == ["2/6", "3/6", "4/6", "6/6"], done.stdout[-3000:]  # as logged
+    assert "Reporting training result" not in done.stdout + done.stderr
+    assert "RayTrainWorker pid=" not in done.stdout + done.stderr
     _, meta1 = load_generator(tmp_path / "runs" / "submitted" / "generator_phase1")
     state2, meta2 = load_generator(tmp_path / "runs" / "submitted" / "generator_phase2")
     assert (meta1["phase"], meta1["step"], meta2["phase"], meta2["step"]) == (1, 6, 2, 4)
