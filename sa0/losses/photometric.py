@@ -22,11 +22,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Te
 
 def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
     """(B,) SSIM of each image (same window and range as ssim); ssim() is their mean.
-
-    The fast path (fused_ssim) where only `pred` needs a gradient and the images are at least
-    window x window; pytorch-msssim otherwise (its twin, tested against it)."""
-    if not target.requires_grad and min(pred.shape[1:3]) >= window:
-        return fused_ssim(_nchw(pred), _nchw(target), window)
+    pytorch-msssim; fused_ssim below is the faster twin (not used by the step yet: see the note in
+    benchmarks/results/refine_cpu_202612.md)."""
     return _ssim(_nchw(pred), _nchw(target), data_range=1.0, win_size=window, size_average=False)
 
 

@@ -36,14 +36,15 @@ def shards(tmp_path_factory, synthetic_dir):
     return root
 
 
-def _run(shards, out, synthetic_dir, subjects):
+def _run(shards, out, synthetic_dir, subjects, **options):
     return refine_batch(subjects, [shards], out, FlameConfig(model_dir=str(synthetic_dir)),
-                        LayoutConfig(uv_resolution=16), RefineConfig(steps=15, scale_freeze_steps=5, log_every=5))
+                        LayoutConfig(uv_resolution=16), RefineConfig(steps=15, scale_freeze_steps=5, log_every=5),
+                        **options)
 
 
 def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tmp_path, monkeypatch):
     subjects = ["subj0000", "subj0001", "subj0002", "subj0003"]
-    clean = _run(shards, tmp_path / "clean", synthetic_dir, subjects[:2])
+    clean = _run(shards, tmp_path / "clean", synthetic_dir, subjects[:2], subjects_per_task=2)  # 2 threads, as below
     assert [r["status"] for r in clean] == ["done", "done"]
 
     marker = tmp_path / "crashed.marker"
@@ -51,16 +52,18 @@ def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tm
     ray_session.shutdown()  # restart so workers inherit the fault-injection variable
     ray_session.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     out = tmp_path / "out"
-    rows = _run(shards, out, synthetic_dir, subjects)
-    assert marker.exists()  # subj0001's worker died once before writing
+    rows = _run(shards, out, synthetic_dir, subjects, subjects_per_task=3)  # one batch task: 0, 1, 2; then 3
+    assert marker.exists()  # the batch task died once, before writing subj0001 (subj0000 was written)
     status = {r["subject"]: r for r in rows}
-    assert [status[s]["status"] for s in subjects[:3]] == ["done", "done", "done"]
+    # subj0000 was written before the batch task died: the retried task finds it complete
+    assert [status[s]["status"] for s in subjects[:3]] == ["skipped", "done", "done"]
     assert status["subj0003"]["status"] == "failed" and "bad input" in status["subj0003"]["reason"]
     assert "f00002_c00.png" in status["subj0003"]["reason"]
     for s in subjects[:3]:
         assert all((out / s / name).is_file() for name in OUTPUT_FILES)
     assert not list(out.glob(".*tmp*"))  # no partial output visible
-    # The retried subject's avatar equals the uninterrupted run's, array for array.
+    # The retried batch's avatars equal the uninterrupted single-subject runs', array for array
+    # (a subject's result does not depend on the batch it is in).
     a, b = load_package(out / "subj0001" / "avatar.npz"), load_package(tmp_path / "clean" / "subj0001" / "avatar.npz")
     for name in ("positions", "rotations", "log_scales", "colors", "opacity_logits"):
         np.testing.assert_array_equal(getattr(a.local, name).numpy(), getattr(b.local, name).numpy())
