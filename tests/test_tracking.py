@@ -42,8 +42,18 @@ def test_unreachable_server_warns_once_and_never_raises(monkeypatch, caplog):
         assert tracker.start("job", {"a": 1}) is None
         tracker.metrics({"loss": 1.0}, step=1)
         tracker.image(np.zeros((2, 2, 3), np.uint8), "grid", step=1)
-        tracker.child("subject", {}, {"psnr": 30.0})
+        assert tracker.subject_run("subject", {"sa0.subject": "subject"}) is None
+        tracker.finish_subject("some-run", {"sa0.status": "done"}, {"psnr": 30.0})
         tracker.end({"x": 1.0})
     assert not tracker.enabled
     warnings = [r for r in caplog.records if "MLflow tracking disabled" in r.getMessage()]
     assert len(warnings) == 1
+    from sa0.tracking import RunLogger
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sa0.tracking"):
+        live = RunLogger(f"http://127.0.0.1:{port}", "some-run")  # a task's live logger, same server
+        live.metrics({"train/loss": 1.0}, step=1)
+        live.image(np.zeros((2, 2, 3), np.uint8), "render_vs_truth", step=1)
+    assert not live.enabled
+    assert len([r for r in caplog.records if "MLflow tracking disabled" in r.getMessage()]) == 1
