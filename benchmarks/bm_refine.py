@@ -37,7 +37,7 @@ from sa0.gaussians import bind
 from sa0.head import load_head_model
 from sa0.refine import RefineConfig, refine_subject
 from sa0.refine.reference import neutral_init
-from sa0.refine.refine import _camera, _posed
+from sa0.refine.refine import _posed, camera_of
 from sa0.render import render
 from sa0.types import LocalGaussians
 
@@ -49,7 +49,7 @@ def bench_step(flame_dir: str, size: int, steps: int) -> dict:
     init = neutral_init(head, verts[0], clip, 0)
     leaves = [t.clone().requires_grad_() for t in (init.positions, init.rotations, init.log_scales, init.colors,
                                                    init.opacity_logits)]
-    cam = _camera(clip, 0, 0)
+    cam = camera_of(clip, 0, 0)
 
     def bare():
         for leaf in leaves:

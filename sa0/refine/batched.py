@@ -32,10 +32,18 @@ from sa0.head import HeadModel
 from sa0.losses import aspect_penalty, clamp_log_scales, max_aspect_ratio, ssim_per_image
 from sa0.refine.adam import RowAdam
 from sa0.refine.reference import choose_reference_frame, neutral_init
+from sa0.refine.refine import (
+    ATTRIBUTES,
+    RefineConfig,
+    RefineResult,
+    camera_of,
+    evaluate,
+    frames_of,
+    novel_view_max_ar,
+    target_of,
+)
 from sa0.render.api import render
 from sa0.types import Cameras, LocalGaussians, RenderOut
-
-ATTRIBUTES = ("positions", "rotations", "log_scales", "colors", "opacity_logits")
 
 
 @dataclass
@@ -80,22 +88,6 @@ class _State:
     error: str | None = None
 
 
-def frames_of(clip: Clip) -> list[tuple[int, int]]:
-    return [(t, c) for t in range(clip.num_timesteps) for c in range(clip.num_cameras)]
-
-
-def camera_of(clip: Clip, t: int, c: int) -> Cameras:
-    h, w = clip.image_size
-    return Cameras(torch.as_tensor(clip.viewmats[t, c])[None], torch.as_tensor(clip.Ks[t, c])[None], w, h)
-
-
-def target_of(clip: Clip, t: int, c: int, background: torch.Tensor) -> torch.Tensor:
-    """(1, H, W, 3) on the background's device: the frame composited by its matte over `background`."""
-    image = torch.as_tensor(clip.images[t, c]).to(background.device, torch.float32) / 255.0
-    matte = torch.as_tensor(clip.mattes[t, c]).to(background.device, torch.float32)[..., None] / 255.0
-    return (image * matte + background * (1 - matte))[None]
-
-
 def lr_factor(step: int, total: int, final: float) -> float:
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
@@ -104,16 +96,21 @@ def _slice(out: RenderOut, i: int) -> RenderOut:
     return RenderOut(*(getattr(out, f)[i:i + 1] for f in RenderOut.__dataclass_fields__))
 
 
-def _fingerprint(cfg, state: _State, n: int) -> str:
-    clip = state.subject.train
+def _fingerprint(cfg, subject: Subject, n: int) -> str:
+    clip = subject.train
     return f"{cfg!r}|{n}|{clip.meta.key}|{clip.num_timesteps}x{clip.num_cameras}"
 
 
-def _start(head: HeadModel, subject: Subject, cfg, generator) -> tuple[_State, LocalGaussians]:
+def _start(head: HeadModel, subject: Subject, cfg, generator, blob: dict | None) -> tuple[_State, LocalGaussians]:
+    """A subject's state and start: from its checkpoint `blob`, else from scratch."""
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     train = subject.train
     verts = head.pose_track(train.flame.as_dict())
+    if blob is not None:
+        state = _State(subject, verts, frames_of(train), rng, gen, blob["reference"])
+        _resume(state, blob)
+        return state, LocalGaussians(**blob["params"])
     ref = choose_reference_frame(train.flame.jaw, rng)
     init = subject.init
     if init is None and generator is not None:
@@ -139,7 +136,7 @@ class _Checkpoints:
         if self.dir is None or self.every <= 0 or state.step % self.every or state.step >= self.cfg.steps:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        blob = {"fingerprint": _fingerprint(self.cfg, state, self.n), "step": state.step,
+        blob = {"fingerprint": _fingerprint(self.cfg, state.subject, self.n), "step": state.step,
                 "params": {n: p[i].detach().clone() for n, p in params.items()}, "adam": adam.row_state(i),
                 "rng": state.rng.bit_generator.state, "gen": state.gen.get_state(), "history": state.history,
                 "metrics": state.metrics, "elapsed": state.elapsed, "reference": state.reference}
@@ -147,11 +144,11 @@ class _Checkpoints:
         torch.save(blob, tmp)
         os.replace(tmp, self.path(state.subject.name))
 
-    def load(self, state: _State) -> dict | None:
-        if self.dir is None or not self.path(state.subject.name).is_file():
+    def load(self, subject: Subject) -> dict | None:
+        if self.dir is None or not self.path(subject.name).is_file():
             return None
-        blob = torch.load(self.path(state.subject.name), weights_only=False)
-        return blob if blob.get("fingerprint") == _fingerprint(self.cfg, state, self.n) else None
+        blob = torch.load(self.path(subject.name), weights_only=False)
+        return blob if blob.get("fingerprint") == _fingerprint(self.cfg, subject, self.n) else None
 
 
 def _resume(state: _State, blob: dict) -> None:
@@ -162,21 +159,17 @@ def _resume(state: _State, blob: dict) -> None:
     state.last_log = (state.step, 0.0)
 
 
-def refine_subjects(head: HeadModel, subjects: list[Subject], cfg, generator=None, observer: Observer | None = None,
-                    checkpoint_dir=None, checkpoint_every: int = 1000):
+def refine_subjects(head: HeadModel, subjects: list[Subject], cfg: RefineConfig, generator=None,
+                    observer: Observer | None = None, checkpoint_dir=None,
+                    checkpoint_every: int = 1000) -> list[RefineResult | str]:
     """Refine every subject in one loop; -> one RefineResult per subject, or the str reason it failed.
-    cfg: RefineConfig; generator: a sa0.model.inference.TrainedGenerator to start from (else flat discs)."""
-    from sa0.refine.refine import RefineResult, evaluate, novel_view_max_ar
-
+    generator: a sa0.model.inference.TrainedGenerator to start from (else flat discs)."""
     observer = observer or Observer()
     ckpt = _Checkpoints(checkpoint_dir, checkpoint_every, cfg, head.num_gaussians)
     states, inits, resumed = [], [], []
     for subject in subjects:
-        state, init = _start(head, subject, cfg, generator)
-        blob = ckpt.load(state)
-        if blob is not None:
-            _resume(state, blob)
-            init = LocalGaussians(**blob["params"])
+        blob = ckpt.load(subject)
+        state, init = _start(head, subject, cfg, generator, blob)
         states.append(state)
         inits.append(init)
         resumed.append(blob)
@@ -206,17 +199,22 @@ def refine_subjects(head: HeadModel, subjects: list[Subject], cfg, generator=Non
         _clamp(active, params, cfg)
         dt = time.perf_counter() - t0
         finished = []
+        logs = [s.step % cfg.log_every == 0 or s.step == cfg.steps - 1 for s in active]
+        # values reach the host (a device sync) only at log steps; a non-finite loss is caught there
+        values = torch.stack([torch.stack((loss.detach(), p["l1"], p["ssim"])) for loss, p in zip(losses, parts)]
+                             ).tolist() if any(logs) else None
         for i, state in enumerate(active):
             state.elapsed += dt
-            loss = float(losses[i].detach())
-            if not math.isfinite(loss):
-                state.error = f"loss became {loss} at step {state.step}"
-                finished.append(i)
-                continue
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps - 1:
+            if logs[i]:
+                loss, l1_value, ssim_value = values[i]
+                if not math.isfinite(loss):
+                    state.error = f"loss became {loss} by step {state.step}"
+                    finished.append(i)
+                    continue
                 done, since = state.step - state.last_log[0], state.elapsed - state.last_log[1]
-                record = {"step": state.step, "loss": loss, "l1": parts[i]["l1"], "ssim": parts[i]["ssim"],
-                          "max_ar": parts[i]["max_ar"](), "steps_per_s": done / since if since > 0 else 0.0}
+                record = {"step": state.step, "loss": loss, "l1": l1_value, "ssim": ssim_value,
+                          "max_ar": max_aspect_ratio(parts[i]["out"]),
+                          "steps_per_s": done / since if since > 0 else 0.0}
                 state.last_log = (state.step, state.elapsed)
                 state.history.append(record)
                 observer.log(state.subject.name, record)
@@ -236,8 +234,7 @@ def refine_subjects(head: HeadModel, subjects: list[Subject], cfg, generator=Non
         if finished:
             for i in finished:
                 state = active[i]
-                results[state.subject.name] = state.error or _finish(head, state, params, i, cfg, RefineResult,
-                                                                     evaluate, novel_view_max_ar)
+                results[state.subject.name] = state.error or _finish(head, state, params, i, cfg)
             rows = [i for i in range(len(active)) if i not in finished]
             active = [active[i] for i in rows]
             params, adam = _keep(params, adam, rows)
@@ -274,8 +271,7 @@ def _losses(head: HeadModel, active: list[_State], params: dict, cfg):
             if cfg.use_aspect and active[i].step >= cfg.scale_freeze_steps:
                 loss = loss + cfg.aspect_weight * aspect_penalty(one, cfg.aspect_tau)
             losses[i] = loss
-            parts[i] = {"l1": float(l1s[j].detach()), "ssim": float(ssims[j].detach()),
-                        "max_ar": (lambda one=one: max_aspect_ratio(one))}
+            parts[i] = {"l1": l1s[j].detach(), "ssim": ssims[j].detach(), "out": one}
     return losses, parts
 
 
@@ -322,7 +318,7 @@ def _side_by_side(head: HeadModel, local: LocalGaussians, state: _State, cfg) ->
     return (torch.cat((out.image[0].clamp(0, 1), truth[0]), 1) * 255).round().byte().cpu().numpy()
 
 
-def _finish(head, state: _State, params: dict, i: int, cfg, result_type, evaluate, novel_view_max_ar):
+def _finish(head: HeadModel, state: _State, params: dict, i: int, cfg: RefineConfig) -> RefineResult:
     local = LocalGaussians(**{n: params[n][i].detach().clone() for n in ATTRIBUTES})
     metrics = dict(state.metrics)
     if state.subject.test is not None:
@@ -332,5 +328,35 @@ def _finish(head, state: _State, params: dict, i: int, cfg, result_type, evaluat
     metrics["max_ar"] = state.history[-1]["max_ar"] if state.history else 1.0
     metrics["max_ar_novel"] = novel_view_max_ar(head, local, state.verts[state.reference], state.subject.train,
                                                 state.reference, cfg.render)
-    return result_type(LocalGaussians(**{n: getattr(local, n).cpu() for n in ATTRIBUTES}), state.reference,
+    return RefineResult(LocalGaussians(**{n: getattr(local, n).cpu() for n in ATTRIBUTES}), state.reference,
                        state.history, metrics)
+
+
+class _Callbacks(Observer):
+    def __init__(self, progress, on_log):
+        self._progress, self._on_log = progress, on_log
+
+    def progress(self, name: str, step: int) -> None:
+        if self._progress is not None:
+            self._progress(step - 1)
+
+    def log(self, name: str, record: dict) -> None:
+        if self._on_log is not None:
+            self._on_log(record)
+
+
+def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip | None = None,
+                   init: LocalGaussians | None = None, progress=None, on_log=None,
+                   generator=None) -> RefineResult:
+    """Refine one subject on `train`; evaluate on `test` (held-out frames) before and after.
+
+    The start is `init` if given, else the `generator`'s (a sa0.model.inference.TrainedGenerator)
+    prediction for the reference frame from up to K frames of `train`, else flat discs (neutral_init).
+    progress(step) is called after every step (0-based); on_log(record) with each logged record
+    {step, loss, l1, ssim, max_ar, steps_per_s}.
+    """
+    (result,) = refine_subjects(head, [Subject("subject", train, test, init)], cfg, generator,
+                                _Callbacks(progress, on_log))
+    if isinstance(result, str):
+        raise FloatingPointError(f"refinement diverged: {result}")
+    return result

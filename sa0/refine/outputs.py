@@ -25,7 +25,7 @@ from sa0.export.package import save_package
 from sa0.export.ply import export_ply
 from sa0.gaussians import bind
 from sa0.head import HeadModel
-from sa0.refine.refine import RefineResult, _camera, _frames, _posed, _target
+from sa0.refine.refine import RefineResult, _posed, camera_of, frames_of, target_of
 from sa0.render.api import render
 
 OUTPUT_FILES = ("avatar.npz", "avatar.ply", "metrics.json", "preview.mp4")
@@ -42,9 +42,9 @@ def _preview(head: HeadModel, result: RefineResult, clip: Clip, path: Path, fps:
     verts = _posed(head, clip)
     frames = []
     with torch.no_grad():
-        for t, c in _frames(clip)[:60]:
-            out = render(bind(result.local, verts[t], head.faces, head.layout), _camera(clip, t, c), torch.zeros(3))
-            truth = _target(clip, t, c, torch.zeros(3))
+        for t, c in frames_of(clip)[:60]:
+            out = render(bind(result.local, verts[t], head.faces, head.layout), camera_of(clip, t, c), torch.zeros(3))
+            truth = target_of(clip, t, c, torch.zeros(3))
             frames.append((torch.cat((truth[0], out.image[0].clamp(0, 1)), 1) * 255).round().byte().numpy())
     iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
 

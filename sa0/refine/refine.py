@@ -1,4 +1,5 @@
-"""refine_subject(): fit one subject's FLAME-bound Gaussians to its video, layout frozen (METHOD §4).
+"""Refinement's configuration, result and evaluation: fit a subject's FLAME-bound Gaussians to its
+video, layout frozen (METHOD §4).
 
 Frozen: FLAME tracking, the texel -> face binding, the Gaussian count. Optimised: local position,
 rotation, log-scale, colour and opacity, each with its own Adam learning rate and one cosine decay
@@ -9,8 +10,8 @@ the first `scale_freeze_steps`; from then on, after every update, log-scales are
 [log_scale_min, log_scale_max] with per-Gaussian spread <= log_scale_spread; the aspect penalty
 starts at the same step. maxAR is logged every `log_every` steps.
 
-The loop itself is sa0.refine.batched.refine_subjects, which refines several subjects at once, each
-exactly as if alone; refine_subject is its one-subject case.
+The loop is sa0.refine.batched (refine_subjects: several subjects at once, each exactly as if
+alone; refine_subject: one).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from sa0.gaussians import bind
 from sa0.geometry import look_at
 from sa0.head import HeadModel
 from sa0.losses import max_aspect_ratio, psnr, ssim
-from sa0.refine.batched import ATTRIBUTES, Observer, Subject, camera_of, frames_of, refine_subjects, target_of
 from sa0.render.api import render
 from sa0.types import Cameras, LocalGaussians
 
@@ -90,7 +90,23 @@ class RefineResult:
     metrics: dict
 
 
-_frames, _camera, _target = frames_of, camera_of, target_of
+ATTRIBUTES = ("positions", "rotations", "log_scales", "colors", "opacity_logits")
+
+
+def frames_of(clip: Clip) -> list[tuple[int, int]]:
+    return [(t, c) for t in range(clip.num_timesteps) for c in range(clip.num_cameras)]
+
+
+def camera_of(clip: Clip, t: int, c: int) -> Cameras:
+    h, w = clip.image_size
+    return Cameras(torch.as_tensor(clip.viewmats[t, c])[None], torch.as_tensor(clip.Ks[t, c])[None], w, h)
+
+
+def target_of(clip: Clip, t: int, c: int, background: torch.Tensor) -> torch.Tensor:
+    """(1, H, W, 3) on the background's device: the frame composited by its matte over `background`."""
+    image = torch.as_tensor(clip.images[t, c]).to(background.device, torch.float32) / 255.0
+    matte = torch.as_tensor(clip.mattes[t, c]).to(background.device, torch.float32)[..., None] / 255.0
+    return (image * matte + background * (1 - matte))[None]
 
 
 def _posed(head: HeadModel, clip: Clip) -> torch.Tensor:
@@ -105,12 +121,12 @@ def evaluate(head: HeadModel, local: LocalGaussians, clip: Clip, render_cfg: Ren
     verts = _posed(head, clip)
     black = torch.zeros(3, device=verts.device)
     psnrs, ssims = [], []
-    frames = _frames(clip)
+    frames = frames_of(clip)
     if limit is not None and limit < len(frames):
         frames = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, limit).round()]
     for t, c in frames:
-        out = render(bind(local, verts[t], head.faces, head.layout), _camera(clip, t, c), black, render_cfg)
-        target = _target(clip, t, c, black)
+        out = render(bind(local, verts[t], head.faces, head.layout), camera_of(clip, t, c), black, render_cfg)
+        target = target_of(clip, t, c, black)
         psnrs.append(psnr(out.image.clamp(0, 1), target).item())
         ssims.append(ssim(out.image.clamp(0, 1), target).item())
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "lpips": None}
@@ -140,33 +156,3 @@ def novel_view_max_ar(head: HeadModel, local: LocalGaussians, verts: torch.Tenso
     Ks = torch.as_tensor(clip.Ks[t, 0], dtype=torch.float32).expand(len(offsets), 3, 3)
     out = render(bind(local, verts, head.faces, head.layout), Cameras(viewmats, Ks, w, h), None, render_cfg)
     return max_aspect_ratio(out)
-
-
-class _Callbacks(Observer):
-    def __init__(self, progress, on_log):
-        self._progress, self._on_log = progress, on_log
-
-    def progress(self, name: str, step: int) -> None:
-        if self._progress is not None:
-            self._progress(step - 1)
-
-    def log(self, name: str, record: dict) -> None:
-        if self._on_log is not None:
-            self._on_log(record)
-
-
-def refine_subject(head: HeadModel, train: Clip, cfg: RefineConfig, test: Clip | None = None,
-                   init: LocalGaussians | None = None, progress=None, on_log=None,
-                   generator=None) -> RefineResult:
-    """Refine one subject on `train`; evaluate on `test` (held-out frames) before and after.
-
-    The start is `init` if given, else the `generator`'s (a sa0.model.inference.TrainedGenerator)
-    prediction for the reference frame from up to K frames of `train`, else flat discs (neutral_init).
-    progress(step) is called after every step (0-based); on_log(record) with each logged record
-    {step, loss, l1, ssim, max_ar, steps_per_s}.
-    """
-    (result,) = refine_subjects(head, [Subject("subject", train, test, init)], cfg, generator,
-                                _Callbacks(progress, on_log))
-    if isinstance(result, str):
-        raise FloatingPointError(f"refinement diverged: {result}")
-    return result

@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.data.schema import Clip, ClipError, ClipMeta
 from sa0.data.reader import ShardReader, clip_records
+from sa0.data.schema import Clip, ClipError, ClipMeta
 from sa0.data.shards import ShardError
 from sa0.faults import maybe_crash
 from sa0.head import load_head_model
 from sa0.model.inference import load_trained_generator
-from sa0.refine.outputs import is_complete, write_subject_outputs
 from sa0.refine.batched import Observer, Subject, refine_subjects
+from sa0.refine.outputs import is_complete, write_subject_outputs
 from sa0.refine.refine import RefineConfig
 
 
@@ -145,4 +145,5 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "slice_timesteps", "train_test"]
+__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "slice_timesteps",
+           "train_test"]

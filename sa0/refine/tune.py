@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.refine.refine import RefineConfig, refine_subject
+from sa0.refine.batched import refine_subject
+from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import load_subject_clips, train_test
 
 TUNED = ("aspect_weight", "aspect_tau", "freeze_fraction", "log_scale_spread")

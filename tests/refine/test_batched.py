@@ -75,7 +75,7 @@ def test_a_divergent_subject_leaves_the_batch_and_the_others_are_unaffected(thre
     init = _neutral(head, subjects[1])
     broken = dataclasses.replace(subjects[1], init=dataclasses.replace(init, colors=init.colors * float("nan")))
     results = refine_subjects(head, [subjects[0], broken, subjects[2]], CFG)
-    assert isinstance(results[1], str) and "loss became nan at step 0" in results[1]
+    assert isinstance(results[1], str) and "loss became nan by step 0" in results[1]
     clean = refine_subjects(head, [subjects[0], subjects[2]], CFG)
     for got, want in zip((results[0], results[2]), clean):
         torch.testing.assert_close(got.local.colors, want.local.colors, rtol=1e-4, atol=1e-5)
