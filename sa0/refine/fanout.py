@@ -27,7 +27,7 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.refine.batched import Observer
 from sa0.refine.outputs import is_complete
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import run_subjects
+from sa0.refine.subjects import run_subjects, skipped_row
 from sa0.tracking import RunLogger, Tracker
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [s for s in subjects if not is_complete(out_dir / s)]
-    rows = {s: run_subjects([s], shard_dirs, out_dir, flame, layout, refine)[0]  # reads metrics only
-            for s in subjects if s not in todo}
+    rows = {s: skipped_row(s, out_dir) for s in subjects if s not in todo}
     placement = place(len(todo), *_cluster(), subjects_per_task, cpus_per_subject)
     resources = {"num_cpus": placement.num_cpus, **({"num_gpus": placement.num_gpus} if placement.num_gpus else {})}
     task = ray.remote(max_retries=max_retries, retry_exceptions=False, **resources)(refine_task)

@@ -29,12 +29,14 @@ def _sanitised(subject: str) -> str:
     return ClipMeta(subject, "c", "d", "x", "train").key.split("__")[1]
 
 
-def load_subject_clips(subject: str, shard_dirs) -> list[Clip]:
+def load_subject_clips(subject: str, shard_dirs, records: list | None = None) -> list[Clip]:
+    """Every clip of `subject` in the shard directories; records: their clip_records, if already read."""
     want = _sanitised(subject)
-    try:
-        records = clip_records(shard_dirs)
-    except ShardError as exc:
-        raise BadInput(str(exc)) from exc
+    if records is None:
+        try:
+            records = clip_records(shard_dirs)
+        except ShardError as exc:
+            raise BadInput(str(exc)) from exc
     reader = ShardReader()
     clips = [reader.clip(reader.index(path, record)) for path, record in records
              if record["key"].split("__")[1] == want]
@@ -71,7 +73,8 @@ def _row(subject: str, **values) -> dict:
             "seconds": 0.0, "reason": "", **values}
 
 
-def _skipped(subject: str, out_dir) -> dict:
+def skipped_row(subject: str, out_dir) -> dict:
+    """The status row of a subject whose complete output exists (from its metrics.json)."""
     metrics = json.loads((Path(out_dir) / subject / "metrics.json").read_text())
     return _row(subject, status="skipped", psnr=metrics.get("final", {}).get("psnr"),
                 ssim=metrics.get("final", {}).get("ssim"), max_ar=metrics.get("max_ar"),
@@ -94,13 +97,15 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
     (jobs/train_generator.py) to start from; None: flat discs. Rows carry the torch thread count."""
     start = time.perf_counter()
     rows: dict[str, dict] = {}
-    batch = []
+    batch, records = [], None
     for subject in subjects:
         if is_complete(Path(out_dir) / subject):
-            rows[subject] = _skipped(subject, out_dir)
+            rows[subject] = skipped_row(subject, out_dir)
             continue
         try:
-            train, test = train_test(load_subject_clips(subject, shard_dirs))
+            if records is None:  # the manifests, read once for the whole batch
+                records = clip_records(shard_dirs)
+            train, test = train_test(load_subject_clips(subject, shard_dirs, records))
         except (BadInput, ClipError, ShardError) as exc:
             rows[subject] = _row(subject, reason=f"bad input: {exc}")
             continue
@@ -145,5 +150,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "slice_timesteps",
+__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "skipped_row",
+           "slice_timesteps",
            "train_test"]
