@@ -27,7 +27,7 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.refine.batched import Observer
 from sa0.refine.outputs import is_complete
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import run_subjects, skipped_row
+from sa0.refine.subjects import run_subjects, skipped_row, status_row
 from sa0.tracking import RunLogger, Tracker
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,6 @@ def refine_task(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, la
     return rows
 
 
-def _failed(subject: str, exc: Exception) -> dict:
-    return {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None, "steps": 0,
-            "seconds": 0.0, "reason": f"task failed: {type(exc).__name__}: {exc}"[:300]}
-
-
 def _cluster() -> tuple[int, int, int]:
     import ray
 
@@ -175,7 +170,7 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                 try:
                     got = ray.get(ref)
                 except Exception as exc:  # crashed more often than retried, or raised
-                    got = [_failed(s, exc) for s in group]
+                    got = [status_row(s, reason=f"task failed: {type(exc).__name__}: {exc}"[:300]) for s in group]
                     for s in group:
                         counter.report.remote(s, refine.steps)
                 for row in got:

@@ -68,7 +68,8 @@ def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, 
     return slice_timesteps(base, slice(0, cut)), slice_timesteps(base, slice(cut, None))
 
 
-def _row(subject: str, **values) -> dict:
+def status_row(subject: str, **values) -> dict:
+    """A row of the batch table; failed with no figures unless `values` say otherwise."""
     return {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None, "steps": 0,
             "seconds": 0.0, "reason": "", **values}
 
@@ -76,7 +77,7 @@ def _row(subject: str, **values) -> dict:
 def skipped_row(subject: str, out_dir) -> dict:
     """The status row of a subject whose complete output exists (from its metrics.json)."""
     metrics = json.loads((Path(out_dir) / subject / "metrics.json").read_text())
-    return _row(subject, status="skipped", psnr=metrics.get("final", {}).get("psnr"),
+    return status_row(subject, status="skipped", psnr=metrics.get("final", {}).get("psnr"),
                 ssim=metrics.get("final", {}).get("ssim"), max_ar=metrics.get("max_ar"),
                 steps=metrics.get("steps", 0), reason="complete output exists")
 
@@ -107,7 +108,7 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                 records = clip_records(shard_dirs)
             train, test = train_test(load_subject_clips(subject, shard_dirs, records))
         except (BadInput, ClipError, ShardError) as exc:
-            rows[subject] = _row(subject, reason=f"bad input: {exc}")
+            rows[subject] = status_row(subject, reason=f"bad input: {exc}")
             continue
         batch.append(Subject(subject, train, test))
     if batch:
@@ -119,16 +120,16 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                                   checkpoint_every)
         for subject, result in zip(batch, results):
             if isinstance(result, str):
-                rows[subject.name] = _row(subject.name, reason=f"diverged: {result}")
+                rows[subject.name] = status_row(subject.name, reason=f"diverged: {result}")
                 continue
             maybe_crash(subject.name, "before_write")
             write_subject_outputs(out_dir, subject.name, head, subject.train, subject.test, result,
                                   {"torch_threads": torch.get_num_threads(), "batch": len(batch)})
             (checkpoint_dir(out_dir) / f"{subject.name}.pt").unlink(missing_ok=True)
             final = result.metrics.get("final", {})
-            rows[subject.name] = _row(subject.name, status="done", psnr=final.get("psnr"), ssim=final.get("ssim"),
-                                      max_ar=result.metrics["max_ar"], steps=refine.steps,
-                                      seconds=time.perf_counter() - start)
+            rows[subject.name] = status_row(subject.name, status="done", psnr=final.get("psnr"),
+                                            ssim=final.get("ssim"), max_ar=result.metrics["max_ar"],
+                                            steps=refine.steps, seconds=time.perf_counter() - start)
     for row in rows.values():
         row["threads"] = torch.get_num_threads()
     return [rows[s] for s in subjects]
@@ -151,5 +152,4 @@ def format_table(rows: list[dict]) -> str:
 
 
 __all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "skipped_row",
-           "slice_timesteps",
-           "train_test"]
+           "slice_timesteps", "status_row", "train_test"]
