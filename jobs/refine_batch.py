@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sa0.console import quiet_libraries
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
+from sa0.console import quiet_ray_init
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
@@ -83,12 +83,9 @@ def main(argv=None) -> int:
         refine_cfg = apply_overrides(RefineConfig(steps=args.steps), args.set)
     except ValueError as exc:
         parser.error(str(exc))
-    import logging
-
     import ray
 
-    quiet_libraries()
-    ray.init(address=args.address, logging_level=logging.WARNING)
+    quiet_ray_init(args.address, worker_output=True)  # task warnings show; Ray's and MLflow's INFO lines do not
     tracker = Tracker("sa0-refine", args.mlflow_uri, enabled=not args.no_mlflow)
     with tempfile.TemporaryDirectory() as tmp:
         flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))

@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 
-CHATTY = ("mlflow", "torch.utils.cpp_extension", "ray.train", "ray.tune")
+CHATTY = ("mlflow", "ray.train", "ray.tune")
 
 
 def quiet_libraries() -> None:
@@ -22,11 +22,13 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def quiet_ray_init(address: str | None = None, **kwargs):
+def quiet_ray_init(address: str | None = None, worker_output: bool = False):
+    """ray.init without Ray's INFO lines; worker stdout/stderr reach this terminal only if asked
+    (a job whose tasks print nothing of their own but warnings)."""
     import ray
 
     quiet_libraries()
-    return ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
+    return ray.init(address=address, log_to_driver=worker_output, logging_level=logging.WARNING)
 
 
 def make_console():
