@@ -7,14 +7,15 @@
    the same Gaussians with a plain sum loss, at 256^2 and 512^2, side by side (target <= 1.3x).
    Both are medians of per-step times: the refinement's steps are timed between its progress
    callbacks (so its one-off set-up and final evaluation are not counted), the bare render as often.
-   Beside it, SSIM forward + backward alone: the fused path the step uses vs pytorch-msssim.
+   Beside it, SSIM forward + backward alone: sa0's fused SSIM vs pytorch-msssim (the step's SSIM today).
 2. Fan-out: N small subjects refined as Ray tasks on a simulated cluster of 1 node x 1 CPU vs
    2 nodes x 1 CPU (ray.cluster_utils.Cluster); speed-up = time(1 node) / time(2 nodes)
    (target >= 0.8 x nodes).
 3. Subjects per hour on this machine (a local Ray with every CPU), synthetic head at R = 128,
    256^2, the whole job as refine_batch runs it (load, refine, write outputs): one subject with
    torch at 1 thread in a 1-CPU task (before the thread fix) vs a task holding every CPU (after);
-   four subjects as one task each (1 CPU) vs batched in one task holding every CPU.
+   four subjects as one task each (1 CPU) vs batched in one task holding every CPU. Also the
+   refinement loop's own steps/s per subject, from each subject's metrics.json.
 """
 
 from __future__ import annotations
