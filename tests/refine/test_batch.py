@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.data.shards import write_shards
-from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.export.package import load_package
-from sa0.head import load_head_model
 from sa0.refine import RefineConfig
 from sa0.refine.fanout import refine_batch
 from sa0.refine.outputs import OUTPUT_FILES
 from sa0.refine.subjects import format_table
 from tests.data.clips import corrupt_member
 from tests.ray_local import local_ray
+from tests.refine.shards import mono_shards
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -29,9 +27,7 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, synthetic_dir):
-    root = tmp_path_factory.mktemp("refine_shards")
-    head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16))
-    write_shards(synthetic_clips(head, "mono", 4, 1, 5, 1, 32, DOMAINS["studio"], seed=1), root)
+    root = mono_shards(tmp_path_factory.mktemp("refine_shards"), synthetic_dir, subjects=4, seed=1)
     corrupt_member(root, "subj0003", "f00002_c00.png", b"broken")  # bad input: it must fail alone
     return root
 

@@ -3,21 +3,17 @@
 import pytest
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.data.shards import write_shards
-from sa0.data.synthetic import DOMAINS, synthetic_clips
-from sa0.head import load_head_model
 from sa0.refine import RefineConfig
 from sa0.refine.fanout import refine_batch
 from tests.ray_local import local_ray
+from tests.refine.shards import mono_shards
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, synthetic_dir):
-    root = tmp_path_factory.mktemp("live_shards")
-    head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16))
-    write_shards(synthetic_clips(head, "mono", 1, 1, 5, 1, 32, DOMAINS["studio"], seed=1), root)
+    root = mono_shards(tmp_path_factory.mktemp("live_shards"), synthetic_dir, subjects=1, seed=1)
     return root
 
 
