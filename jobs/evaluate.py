@@ -25,8 +25,8 @@ from sa0.eval.protocols import PROTOCOLS, EvalConfig
 from sa0.eval.run import run_evaluation
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
+from sa0.model.saved import is_exported, load_generator
 from sa0.tracking import Tracker
-from sa0.train.checkpoint import is_exported, load_generator
 
 
 def main(argv=None) -> int:

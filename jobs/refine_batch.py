@@ -25,11 +25,11 @@ from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.console import quiet_ray_init
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
+from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import format_table
 from sa0.tracking import Tracker
-from sa0.train.checkpoint import is_exported
 
 
 def main(argv=None) -> int:

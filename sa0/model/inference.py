@@ -18,8 +18,10 @@ import torch
 from sa0.data.examples import example_from_frames
 from sa0.data.schema import Clip
 from sa0.head import HeadModel
+from sa0.model.batch import prepare_batch
 from sa0.model.config import ModelConfig
 from sa0.model.generator import Generator
+from sa0.model.saved import load_generator
 from sa0.types import LocalGaussians
 
 
@@ -34,7 +36,6 @@ class TrainedGenerator:
 
 def load_trained_generator(path: str | os.PathLike, head: HeadModel) -> TrainedGenerator:
     from sa0.config import from_dict
-    from sa0.train.checkpoint import load_generator
 
     state, meta = load_generator(path)
     trained = meta.get("layout", {}).get("uv_resolution")
@@ -72,8 +73,6 @@ def predict_locals(generator: TrainedGenerator, clip: Clip, sources: list[tuple[
     (encoder, warp, mean-pool and UNet run once; only the heads run per target, `chunk` at a time).
     driver: take the targets from this clip instead (cross-reenactment: the sources' identity, the
     driver's expression, pose and camera; the condition carries no shape)."""
-    from sa0.train.step import prepare_batch
-
     model = generator.model
     device, size = model.base_positions.device, generator.image_size
     prepare = lambda examples: prepare_batch(  # noqa: E731

@@ -1,7 +1,7 @@
 """One generator training step on one device (METHOD §2 "Loss", §3), free of Ray and DeepSpeed.
 
-prepare_batch: an example batch (sa0.data.examples / ExampleStream) -> GeneratorInputs plus the
-target's posed mesh, camera, image, matte and face box. compute_losses: generator -> bind on the
+prepare_batch (sa0.model.batch): an example batch -> GeneratorInputs plus the target's posed mesh,
+camera, image, matte and face box. compute_losses: generator -> bind on the
 target mesh -> render at the target camera over black -> named loss terms and their weighted sum:
   l1 L1 + lms (1 - MS-SSIM, sigmas 0.5..8) + llp LPIPS + lbox L1 on the dilated face box
   + lps TV_uv(local position) + lss TV_uv(log-scale) + ljac Ljac + ldelta |residual deltas| (phase 2)
@@ -16,15 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from sa0.gaussians import bind
-from sa0.head import HeadModel
 from sa0.losses import l1
 from sa0.losses.generator_terms import box_l1, delta_l1, jacobian_penalty, l2_sp, ms_ssim_sigmas, uv_total_variation
-from sa0.model import Generator, GeneratorInputs
+from sa0.model import Generator
+from sa0.model.batch import PreparedBatch
 from sa0.model.heads import harmonic_encoding, view_direction
 from sa0.render.api import render
-from sa0.types import Cameras, FlameParams
-
-FLAME_NAMES = ("shape", "expression", "global_rot", "neck", "jaw", "eyes", "translation")
+from sa0.types import Cameras
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,55 +47,6 @@ class LossConfig:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.phase not in (1, 2):
             raise ValueError(f"LossConfig.phase must be 1 or 2, got {self.phase}")
-
-
-@dataclass(frozen=True)
-class PreparedBatch:
-    inputs: GeneratorInputs
-    tgt_verts: torch.Tensor  # (B, V, 3)
-    tgt_K: torch.Tensor  # (B, 3, 3)
-    tgt_image: torch.Tensor  # (B, H, W, 3) in [0, 1], matted over black
-    tgt_box: torch.Tensor  # (B, 4)
-
-
-def _flame(batch: dict, prefix: str, head: HeadModel, lead: tuple[int, ...]) -> FlameParams:
-    """Per-frame FLAME fields, padded/cut to the layer's component counts."""
-    def field(name, width):
-        value = torch.as_tensor(batch[f"{prefix}_flame_{name}"]).float().reshape(-1, batch[f"{prefix}_flame_{name}"].shape[-1])
-        if value.shape[-1] >= width:
-            return value[:, :width]
-        return torch.nn.functional.pad(value, (0, width - value.shape[-1]))
-
-    widths = {"shape": head.flame.num_shape, "expression": head.flame.num_expression, "global_rot": 3, "neck": 3,
-              "jaw": 3, "eyes": 6, "translation": 3}
-    return FlameParams(*(field(n, widths[n]) for n in FLAME_NAMES))
-
-
-def prepare_batch(batch: dict, head: HeadModel, device: torch.device | str = "cpu") -> PreparedBatch:
-    """Example batch (tensors or arrays with the sa0.data.examples keys) -> model inputs and targets
-    on `device` (where `head` must live)."""
-    batch = {k: torch.as_tensor(v).to(device) for k, v in batch.items()}
-    src_images = torch.as_tensor(batch["src_images"])
-    b, k = src_images.shape[:2]
-    with torch.no_grad():
-        src_verts = head.flame(_flame(batch, "src", head, (b, k))).view(b, k, -1, 3)
-        tgt_params = _flame(batch, "tgt", head, (b,))
-        tgt_verts = head.flame(tgt_params)
-    expression = torch.nn.functional.pad(tgt_params.expression[:, :100], (0, max(0, 100 - tgt_params.expression.shape[1])))
-    condition = torch.cat((expression, tgt_params.global_rot, tgt_params.jaw, tgt_params.eyes), -1)
-    image = torch.as_tensor(batch["tgt_image"]).float() / 255.0
-    matte = torch.as_tensor(batch["tgt_matte"]).float()[..., None] / 255.0
-    inputs = GeneratorInputs(
-        src_images=src_images.float().permute(0, 1, 4, 2, 3) / 255.0,
-        src_mask=torch.as_tensor(batch["src_mask"]).bool(),
-        src_verts=src_verts,
-        src_viewmats=torch.as_tensor(batch["src_viewmats"]).float(),
-        src_Ks=torch.as_tensor(batch["src_Ks"]).float(),
-        tgt_viewmat=torch.as_tensor(batch["tgt_viewmat"]).float(),
-        tgt_condition=condition,
-    )
-    return PreparedBatch(inputs, tgt_verts, torch.as_tensor(batch["tgt_K"]).float(), image * matte,
-                         torch.as_tensor(batch["tgt_face_box"]).float())
 
 
 def _float(tree):

@@ -58,7 +58,7 @@ def test_random_init_encoder_batched_prediction_equals_one_forward_per_target(se
     """The fast path (encode the sources once, decode targets in chunks) against its slow twin: one full
     generator forward per target on the example sources + target, as in training."""
     from sa0.data.examples import example_from_frames
-    from sa0.train.step import prepare_batch
+    from sa0.model.batch import prepare_batch
 
     head, path, _, train, _ = setup
     trained = load_trained_generator(path, head)
