@@ -62,7 +62,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _build_engine(run: PhaseRun, device: torch.device):
+def build_engine(run: PhaseRun, device: torch.device):
     import deepspeed
 
     from sa0.head import load_head_model
@@ -188,7 +188,7 @@ def _device(train) -> torch.device:
 
     if train.use_gpu == "true":
         return ray.train.torch.get_device()
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported (in _build_engine)
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported (in build_engine)
     return torch.device("cpu")
 
 
@@ -238,7 +238,7 @@ def train_loop_per_worker(config: dict) -> None:
     if rank == 0:
         forward_warnings(console, f"[phase{run.phase}] ")
     device = _device(train)
-    engine, head, anchor = _build_engine(run, device)
+    engine, head, anchor = build_engine(run, device)
     lpips_fn = _lpips(cfg, device)
     state = _resume(engine, world, rank)
     step, segments = state["step"], [list(s) for s in state["segments"]]
