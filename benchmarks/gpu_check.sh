@@ -11,5 +11,5 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         .whl/*.whl || { echo "gpu_check.sh: installing the carried wheels failed" >&2; exit 1; }
     export PYTHONPATH=/tmp/sa0_site${PYTHONPATH:+:$PYTHONPATH}
 fi
-export PYTHONPATH=$PWD:$PYTHONPATH PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 benchmarks/gpu_check.py --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"

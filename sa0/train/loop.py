@@ -63,6 +63,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def build_engine(run: PhaseRun, device: torch.device):
+    """-> (DeepSpeed engine, head on `device`, L2-SP anchor or None) for one rank. Needs the
+    torch.distributed environment: Ray Train sets it; a single process (benchmarks/gpu_check.py)
+    sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT itself."""
     import deepspeed
 
     from sa0.head import load_head_model
