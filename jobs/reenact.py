@@ -20,7 +20,7 @@ from sa0.export.reenact import reenact_frames, write_video
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import write_synthetic_flame
 from sa0.head import load_head_model
-from sa0.refine.subjects import BadInput, load_subject_clips
+from sa0.refine.subjects import BadInput, driver_clip
 
 
 def main(argv=None) -> int:
@@ -36,14 +36,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     package = load_package(args.avatar)
     try:
-        clips = sorted(load_subject_clips(args.driver, args.shards), key=lambda c: c.meta.split != "train")
+        clip = driver_clip(args.driver, args.shards)
     except BadInput as exc:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
         flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
         try:
-            frames = reenact_frames(package, head, clips[0], camera=args.camera)
+            frames = reenact_frames(package, head, clip, camera=args.camera)
         except ValueError as exc:
             parser.error(str(exc))
     write_video(frames, args.out, args.fps)

@@ -3,14 +3,16 @@
     python jobs/refine_batch.py --subjects list.txt [--shards DIR [DIR ...]] [--out out/refine]
         [--flame-dir DIR] [--uv-resolution 128] [--steps 10000] [--subjects-per-task N]
         [--cpus-per-subject N] [--max-in-flight N] [--mlflow-uri URI | --no-mlflow]
-        [--address RAY_ADDRESS] [--generator RUNS/<run>/generator_phase2] [--set KEY=VALUE ...]
+        [--address RAY_ADDRESS] [--generator RUNS/<run>/generator_phase2] [--web] [--set KEY=VALUE ...]
 
 list.txt holds one subject id per line (as in the shards' manifests; '#' starts a comment).
 --shards defaults to every shard directory under ./data (each holds a manifest.json).
 Writes OUT/<subject>/{avatar.npz, avatar.ply, metrics.json, preview.mp4}; subjects whose output is
 complete are skipped, so a rerun does no work, and an interrupted subject resumes from its last
 checkpoint (OUT/.checkpoints). Shows steps done over all subjects with an ETA; each subject's MLflow
-run gets live curves. Prints a table; exits 1 if any subject failed.
+run gets live curves. --web also writes OUT/<subject>/web/, a browser viewer of the avatar playing
+its own motion (jobs/export_web.py; added to complete subjects too), logged to MLflow as the
+artifact folder web/. Prints a table; exits 1 if any subject failed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sa0.flame.synthetic import write_synthetic_flame
 from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import format_table
+from sa0.refine.subjects import BadInput, format_table, resolve_shard_dirs
 from sa0.tracking import Tracker
 
 
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-in-flight", type=int, default=None, help="tasks at a time (default: as many as fit)")
     parser.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: MLflow's own default)")
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--web", action="store_true", help="also write each subject's browser viewer (OUT/<subject>/web)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     parser.add_argument("--generator", default=None,
                         help="exported generator (runs/<run>/generator_phase2) to start each avatar from; "
@@ -62,16 +65,13 @@ def main(argv=None) -> int:
     for name in ("subjects_per_task", "cpus_per_subject", "max_in_flight"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.shards is None:
-        args.shards = [str(p.parent) for p in sorted(Path("data").glob("**/manifest.json"))]
-        if not args.shards:
-            parser.error("--shards: no shard directories under ./data (none holds a manifest.json); pass --shards DIR "
-                         "or make some, e.g. python jobs/make_shards.py synthetic --kind mono --subjects 2 "
-                         "--frames 30 --res 128 --out data/demo")
+    defaulted = args.shards is None
+    try:
+        args.shards = resolve_shard_dirs(args.shards)
+    except BadInput as exc:
+        parser.error(str(exc))
+    if defaulted:
         print(f"shards: {' '.join(args.shards)}", flush=True)
-    missing = [d for d in args.shards if not (Path(d) / "manifest.json").is_file()]
-    if missing:
-        parser.error(f"--shards: {', '.join(missing)} holds no manifest.json (not a make_shards.py output)")
     path = Path(args.subjects)
     if not path.is_file():
         parser.error(f"--subjects: {path} does not exist")
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
                             LayoutConfig(uv_resolution=args.uv_resolution), refine_cfg,
                             max_in_flight=args.max_in_flight, tracker=tracker,
                             generator_dir=os.path.abspath(args.generator) if args.generator else None,
-                            subjects_per_task=args.subjects_per_task, cpus_per_subject=args.cpus_per_subject)
+                            subjects_per_task=args.subjects_per_task, cpus_per_subject=args.cpus_per_subject,
+                            web=args.web)
         tracker.end({"failed": sum(r["status"] == "failed" for r in rows)})
     ray.shutdown()
     print(format_table(rows))

@@ -29,3 +29,20 @@ def write_bytes_atomic(path, data: bytes) -> None:
 
 def write_json_atomic(path, payload, indent: int | None = 1) -> None:
     write_bytes_atomic(path, (json.dumps(payload, indent=indent, default=str) + "\n").encode())
+
+
+def replace_dir(staging, final) -> Path:
+    """Move the finished directory `staging` to `final`, replacing an older one: the old one is set
+    aside first, so `final` is at every moment either the complete old or the complete new one."""
+    import shutil
+
+    staging, final = Path(staging), Path(final)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    return final

@@ -121,8 +121,10 @@ class Tracker(_Guarded):
         return run.info.run_id
 
     @guarded
-    def finish_subject(self, run_id: str | None, tags: dict, metrics: dict, artifacts: list[str] = ()) -> None:
-        """Final tags, metrics and files of a subject's run, and mark it ended."""
+    def finish_subject(self, run_id: str | None, tags: dict, metrics: dict, artifacts: list[str] = (),
+                       folders: dict[str, str] | None = None) -> None:
+        """Final tags, metrics, files and folders ({artifact path: local folder}) of a subject's run, and
+        mark it ended."""
         if run_id is None:
             return
         client = self._mlflow.MlflowClient()
@@ -133,6 +135,8 @@ class Tracker(_Guarded):
                 client.log_metric(run_id, key, float(value))
         for path in artifacts:
             client.log_artifact(run_id, path)
+        for name, folder in (folders or {}).items():
+            client.log_artifacts(run_id, folder, artifact_path=name)
         client.set_terminated(run_id, "FINISHED" if tags.get("sa0.status") != "failed" else "FAILED")
 
     @guarded

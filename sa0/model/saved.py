@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from sa0.fsutil import replace_dir
+
 SCHEMA_VERSION = 1
 COMPLETE = "COMPLETE"
 
@@ -33,14 +35,7 @@ def export_generator(path: str | os.PathLike, state_dict: dict, meta: dict) -> P
         torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp / "generator.pt")
         (tmp / "meta.json").write_text(json.dumps({**meta, "schema_version": SCHEMA_VERSION}, indent=1, default=str))
         (tmp / COMPLETE).write_text("ok\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path

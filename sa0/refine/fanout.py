@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.refine.batched import Observer
-from sa0.refine.outputs import is_complete
+from sa0.refine.outputs import has_site, is_complete
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import run_subjects, skipped_row, status_row
 from sa0.tracking import RunLogger, Tracker
@@ -109,13 +109,13 @@ class _TaskObserver(Observer):
 
 def refine_task(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                 refine: RefineConfig, generator_dir: str | None, counter, run_ids: dict,
-                tracking_uri: str | None) -> list[dict]:
+                tracking_uri: str | None, web: bool = False) -> list[dict]:
     """One task: torch threads = the CPUs Ray gave it, then the batch."""
     import ray
 
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     observer = _TaskObserver(counter, run_ids, tracking_uri)
-    rows = run_subjects(subjects, shard_dirs, out_dir, flame, layout, refine, generator_dir, observer)
+    rows = run_subjects(subjects, shard_dirs, out_dir, flame, layout, refine, generator_dir, observer, web=web)
     for row in rows:  # finished either way: no work left for the driver's bar
         counter.report.remote(row["subject"], refine.steps)
     return rows
@@ -132,14 +132,15 @@ def _cluster() -> tuple[int, int, int]:
 def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                  refine: RefineConfig, max_in_flight: int | None = None, max_retries: int = 2,
                  tracker: Tracker | None = None, generator_dir: str | None = None,
-                 subjects_per_task: int | None = None, cpus_per_subject: int | None = None) -> list[dict]:
+                 subjects_per_task: int | None = None, cpus_per_subject: int | None = None,
+                 web: bool = False) -> list[dict]:
     import ray
 
     if not ray.is_initialized():
         ray.init()
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in subjects if not is_complete(out_dir / s)]
+    todo = [s for s in subjects if not is_complete(out_dir / s) or (web and not has_site(out_dir / s))]
     rows = {s: skipped_row(s, out_dir) for s in subjects if s not in todo}
     placement = place(len(todo), *_cluster(), subjects_per_task, cpus_per_subject)
     resources = {"num_cpus": placement.num_cpus, **({"num_gpus": placement.num_gpus} if placement.num_gpus else {})}
@@ -162,7 +163,7 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
             while queue and len(pending) < in_flight:
                 group = queue.pop(0)
                 ref = task.remote(group, [str(d) for d in shard_dirs], str(out_dir), flame, layout, refine,
-                                  generator_dir, counter, {s: run_ids[s] for s in group}, uri)
+                                  generator_dir, counter, {s: run_ids[s] for s in group}, uri, web)
                 pending[ref] = group
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
@@ -188,6 +189,7 @@ def _record(tracker: Tracker | None, run_id: str | None, row: dict, out_dir: Pat
         return
     subject_dir = out_dir / row["subject"]
     artifacts = [str(subject_dir / n) for n in ("metrics.json", "preview.mp4")] if row["status"] == "done" else []
+    folders = {"web": str(subject_dir / "web")} if row["status"] != "failed" and has_site(subject_dir) else {}
     tracker.finish_subject(run_id, {"sa0.status": row["status"], "sa0.reason": row["reason"]},
                            {k: row[k] for k in ("psnr", "ssim", "max_ar", "steps", "seconds") if row[k] is not None},
-                           artifacts)
+                           artifacts, folders)

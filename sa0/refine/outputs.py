@@ -4,6 +4,7 @@
                  avatar.ply      world-space 3DGS at the reference frame
                  metrics.json    held-out PSNR/SSIM (LPIPS: unavailable offline), maxAR, steps, seconds
                  preview.mp4     held-out (or training) frames: ground truth | render
+                 web/            with --web: the browser viewer playing its own motion (sa0.export.web)
 
 Everything is written into a temporary sibling directory that is renamed into place at the end,
 so a subject directory either does not exist or is complete; `is_complete` checks that.
@@ -36,6 +37,19 @@ def is_complete(subject_dir) -> bool:
     return all((subject_dir / name).is_file() for name in OUTPUT_FILES)
 
 
+def has_site(subject_dir) -> bool:
+    return (Path(subject_dir) / "web" / "avatar.json").is_file()
+
+
+def write_site(subject_dir, head: HeadModel, clip: Clip) -> Path:
+    """SUBJECT/web/: the viewer of SUBJECT/avatar.npz playing `clip`'s motion from its camera 0."""
+    from sa0.export.package import load_package
+    from sa0.export.web import export_site
+
+    subject_dir = Path(subject_dir)
+    return export_site(load_package(subject_dir / "avatar.npz"), head, clip, subject_dir / "web")
+
+
 def _preview(head: HeadModel, result: RefineResult, clip: Clip, path: Path, fps: int = 10) -> None:
     import imageio.v3 as iio
 
@@ -50,8 +64,8 @@ def _preview(head: HeadModel, result: RefineResult, clip: Clip, path: Path, fps:
 
 
 def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, test: Clip | None,
-                          result: RefineResult, extra_metrics: dict | None = None) -> Path:
-    """Write OUT/<subject>/ atomically; returns its path."""
+                          result: RefineResult, extra_metrics: dict | None = None, web: bool = False) -> Path:
+    """Write OUT/<subject>/ atomically (with web/ if asked); returns its path."""
     final = Path(out_dir) / subject
     staging = Path(out_dir) / f".{subject}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -66,6 +80,8 @@ def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, t
         metrics = {**result.metrics, **(extra_metrics or {}), "subject": subject,
                    "lpips_note": "unavailable: LPIPS backbone weights cannot be loaded offline"}
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if web:
+            write_site(staging, head, train)
         if final.exists():  # an incomplete leftover from an older sa0; complete ones are skipped upstream
             shutil.rmtree(final)
         os.replace(staging, final)

@@ -17,12 +17,27 @@ from sa0.faults import maybe_crash
 from sa0.head import load_head_model
 from sa0.model.inference import load_trained_generator
 from sa0.refine.batched import Observer, Subject, refine_subjects
-from sa0.refine.outputs import is_complete, write_subject_outputs
+from sa0.refine.outputs import has_site, is_complete, write_site, write_subject_outputs
 from sa0.refine.refine import RefineConfig
 
 
 class BadInput(ValueError):
     """The subject's data cannot be refined (missing, malformed); not worth retrying."""
+
+
+def resolve_shard_dirs(shard_dirs=None, root: str = "data") -> list[str]:
+    """The shard directories a job reads: the given ones (each must hold a manifest.json), or
+    every directory under `root` that holds one; BadInput saying what to do when there are none."""
+    if shard_dirs is None:
+        shard_dirs = [str(p.parent) for p in sorted(Path(root).glob("**/manifest.json"))]
+        if not shard_dirs:
+            raise BadInput(f"--shards: no shard directories under ./{root} (none holds a manifest.json); pass --shards "
+                           "DIR or make some, e.g. python jobs/make_shards.py synthetic --kind mono --subjects 2 "
+                           f"--frames 30 --res 128 --out {root}/demo")
+    missing = [str(d) for d in shard_dirs if not (Path(d) / "manifest.json").is_file()]
+    if missing:
+        raise BadInput(f"--shards: {', '.join(missing)} holds no manifest.json (not a make_shards.py output)")
+    return [str(d) for d in shard_dirs]
 
 
 def _sanitised(subject: str) -> str:
@@ -44,6 +59,11 @@ def load_subject_clips(subject: str, shard_dirs, records: list | None = None) ->
     if not clips:
         raise BadInput(f"subject '{subject}' not found in {[str(d) for d in shard_dirs]}")
     return clips
+
+
+def driver_clip(subject: str, shard_dirs) -> Clip:
+    """The clip that drives an avatar with `subject`'s motion: its first, train split first."""
+    return sorted(load_subject_clips(subject, shard_dirs), key=lambda c: c.meta.split != "train")[0]
 
 
 def slice_timesteps(clip: Clip, sl: slice) -> Clip:
@@ -89,18 +109,20 @@ def checkpoint_dir(out_dir) -> Path:
 
 def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                  refine: RefineConfig, generator_dir: str | None = None, observer: Observer | None = None,
-                 checkpoint_every: int = 1000) -> list[dict]:
+                 checkpoint_every: int = 1000, web: bool = False) -> list[dict]:
     """Refine the subjects in one batched loop (sa0.refine.batched); -> a status row per subject.
 
     A subject whose complete output exists is skipped; one whose data is bad, or whose loss turns
     non-finite, fails alone with its reason. Each subject resumes from its own checkpoint under
     OUT/.checkpoints if an earlier attempt left one. generator_dir: an exported generator
-    (jobs/train_generator.py) to start from; None: flat discs. Rows carry the torch thread count."""
+    (jobs/train_generator.py) to start from; None: flat discs. Rows carry the torch thread count.
+    web: also write each subject's browser viewer (OUT/<subject>/web/), added to complete ones too."""
     start = time.perf_counter()
     rows: dict[str, dict] = {}
     batch, records = [], None
     for subject in subjects:
-        if is_complete(Path(out_dir) / subject):
+        done = is_complete(Path(out_dir) / subject)
+        if done and not (web and not has_site(Path(out_dir) / subject)):
             rows[subject] = skipped_row(subject, out_dir)
             continue
         try:
@@ -109,6 +131,10 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
             train, test = train_test(load_subject_clips(subject, shard_dirs, records))
         except (BadInput, ClipError, ShardError) as exc:
             rows[subject] = status_row(subject, reason=f"bad input: {exc}")
+            continue
+        if done:  # refined earlier without its viewer: add only that
+            write_site(Path(out_dir) / subject, load_head_model(flame, layout), train)
+            rows[subject] = skipped_row(subject, out_dir)
             continue
         batch.append(Subject(subject, train, test))
     if batch:
@@ -124,7 +150,7 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                 continue
             maybe_crash(subject.name, "before_write")
             write_subject_outputs(out_dir, subject.name, head, subject.train, subject.test, result,
-                                  {"torch_threads": torch.get_num_threads(), "batch": len(batch)})
+                                  {"torch_threads": torch.get_num_threads(), "batch": len(batch)}, web=web)
             (checkpoint_dir(out_dir) / f"{subject.name}.pt").unlink(missing_ok=True)
             final = result.metrics.get("final", {})
             rows[subject.name] = status_row(subject.name, status="done", psnr=final.get("psnr"),

@@ -81,9 +81,11 @@ def test_refine_batch_cli_with_mlflow(shards, synthetic_dir, tmp_path):
     done = subprocess.run(
         [sys.executable, "jobs/refine_batch.py", "--subjects", str(tmp_path / "list.txt"), "--shards", str(shards),
          "--out", str(tmp_path / "out"), "--flame-dir", str(synthetic_dir), "--uv-resolution", "16", "--steps", "10",
-         "--mlflow-uri", uri], capture_output=True, text=True, env=env, timeout=600)
+         "--mlflow-uri", uri, "--web"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "subj0000" in done.stdout and "subj0002" in done.stdout and "done" in done.stdout
+    site = tmp_path / "out" / "subj0000" / "web"
+    assert json.loads((site / "avatar.json").read_text())["subject"] == "subj0000" and (site / "index.html").is_file()
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -98,6 +100,23 @@ def test_refine_batch_cli_with_mlflow(shards, synthetic_dir, tmp_path):
     assert len(client.get_metric_history(child.info.run_id, "train/loss")) >= 2  # live curve, not only the end
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert "refine:" in done.stderr and "100%" in done.stderr  # the steps bar over all subjects
+    assert {"web/avatar.json", "web/index.html", "web/viewer.js"} <= {
+        f.path for f in client.list_artifacts(child.info.run_id, "web")}
+
+
+def test_web_is_added_to_a_subject_refined_without_it_and_nothing_is_refined_again(shards, synthetic_dir, tmp_path):
+    from sa0.refine.subjects import run_subjects
+
+    args = (["subj0001"], [str(shards)], tmp_path, FlameConfig(model_dir=str(synthetic_dir)),
+            LayoutConfig(uv_resolution=16), RefineConfig(steps=4, log_every=2, eval_every=0, images=0))
+    (first,) = run_subjects(*args)
+    assert first["status"] == "done" and not (tmp_path / "subj0001" / "web").exists()
+    stamp = (tmp_path / "subj0001" / "avatar.npz").stat().st_mtime_ns
+    (again,) = run_subjects(*args, web=True)
+    assert again["status"] == "skipped"
+    assert (tmp_path / "subj0001" / "avatar.npz").stat().st_mtime_ns == stamp  # not refined again
+    meta = json.loads((tmp_path / "subj0001" / "web" / "avatar.json").read_text())
+    assert meta["subject"] == "subj0001" and meta["gaussians"] == len(load_package(tmp_path / "subj0001" / "avatar.npz").face_idx)
 
 
 def test_refine_batch_cli_defaults_find_shards_under_data(shards, synthetic_dir, tmp_path):
