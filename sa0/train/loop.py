@@ -232,7 +232,8 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
 
     from sa0.data.pipeline import ExampleStream
-    from sa0.train.step import compute_losses, prepare_batch
+    from sa0.model.batch import prepare_batch
+    from sa0.train.step import compute_losses
 
     run, counter, console = config["run"], config.get("counter"), config.get("console")
     cfg, train = run.cfg, run.job.train
