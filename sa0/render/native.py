@@ -6,6 +6,10 @@ backward. It is compiled with torch.utils.cpp_extension on first use (no CUDA to
 and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
 built (no compiler, ...), `load_native()` returns None, the reason is logged once, and render()
 falls back to the torch tiled backend.
+
+The kernel has two loop orders with bitwise-equal results (see the .cpp): `boxed`, the default,
+visits only the pixels each Gaussian's ellipse can reach; `plain`, its obvious twin, every pixel of
+the tile. SA0_NATIVE_KERNEL=plain selects the twin (tests and benchmarks compare the two).
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ from sa0.render.tiled import TileLists, bin_gaussians
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).parent / "csrc" / "rasterize_cpu.cpp"
 _state: dict = {"tried": False, "module": None, "reason": None}
+KERNEL_ENV = "SA0_NATIVE_KERNEL"
+
+
+def boxed_kernel() -> bool:
+    """True unless SA0_NATIVE_KERNEL=plain (read at every call)."""
+    value = os.environ.get(KERNEL_ENV, "boxed")
+    if value not in ("boxed", "plain"):
+        raise ValueError(f"{KERNEL_ENV} must be 'boxed' or 'plain', got {value!r}")
+    return value == "boxed"
 
 
 def _ensure_ninja_on_path() -> None:
@@ -88,22 +101,23 @@ class _NativeRasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, conics, opacities, colors, background, lists: TileLists, width, height, tile_size, alpha_max):
         module = _state["module"]
+        boxed = boxed_kernel()
         args = (lists.start, lists.count, background.contiguous(), width, height, tile_size, lists.tiles_x,
-                lists.tiles_y, alpha_max)
+                lists.tiles_y, alpha_max, boxed)
         image, trans, used = module.forward(means, conics, opacities, colors, *args)
         ctx.save_for_backward(means, conics, opacities, colors, background, image, trans, used)
-        ctx.lists, ctx.settings = lists, (width, height, tile_size, alpha_max)
+        ctx.lists, ctx.settings = lists, (width, height, tile_size, alpha_max, boxed)
         return image, (1.0 - trans)[..., None]
 
     @staticmethod
     def backward(ctx, grad_image, grad_alpha):
         means, conics, opacities, colors, background, image, trans, used = ctx.saved_tensors
-        width, height, tile_size, alpha_max = ctx.settings
+        width, height, tile_size, alpha_max, boxed = ctx.settings
         lists = ctx.lists
         g_means, g_conics, g_opac, g_colors = _state["module"].backward(
             means, conics, opacities, colors, lists.start, lists.count, background.contiguous(), image, trans, used,
             grad_image.contiguous(), grad_alpha[..., 0].contiguous(), width, height, tile_size,
-            lists.tiles_x, lists.tiles_y, alpha_max,
+            lists.tiles_x, lists.tiles_y, alpha_max, boxed,
         )
         g_bg = (grad_image * trans[..., None]).sum((1, 2))
         return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None

@@ -77,6 +77,52 @@ def test_deterministic_for_any_thread_count(kernel):
             assert torch.equal(a, b)
 
 
+def _crowd_in_one_tile(dtype):
+    """Very uneven tiles: 600 small Gaussians packed into one 16 x 16 tile, the rest of the image
+    sparse, plus huge and near-plane ones (edge_case_gaussians)."""
+    g = edge_case_gaussians(3, dtype=dtype, seed=4)
+    crowd = random_gaussians(600, seed=8, radius=0.01, median_scale=0.004, dtype=dtype)
+    return type(g)(*(torch.cat((getattr(g, f), getattr(crowd, f))) for f in FIELDS))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scene", ["edge cases", "crowd in one tile", "random"])
+def test_boxed_and_plain_loop_orders_are_bitwise_equal(kernel, monkeypatch, dtype, scene):
+    """The default (boxed) kernel against its obvious twin (plain, every pixel x every entry of a
+    tile): the same images and gradients bit for bit, at 1, 2 and 3 threads."""
+    if scene == "edge cases":
+        g = edge_case_gaussians(3, dtype=dtype, seed=2)
+    elif scene == "crowd in one tile":
+        g = _crowd_in_one_tile(dtype)
+    else:
+        g = random_gaussians(2500, seed=6, median_scale=0.012, dtype=dtype)
+    cams = orbit_cameras(2, 61, 47, dtype=dtype)
+    bg = torch.tensor([0.3, 0.5, 0.7], dtype=dtype)
+    runs = {}
+    threads = torch.get_num_threads()
+    try:
+        for order in ("plain", "boxed"):
+            monkeypatch.setenv(native.KERNEL_ENV, order)
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                out, grads = render_with_grads(g, cams, RenderConfig(backend="native"), bg)
+                runs[order, n] = [out.image, out.alpha] + grads
+    finally:
+        torch.set_num_threads(threads)
+    want = runs["plain", 1]
+    assert want[1].mean() > 0.02 and all(t.abs().max() > 0 for t in want[2:])
+    for key, got in runs.items():
+        for name, a, b in zip(("image", "alpha") + FIELDS + ("background",), got, want):
+            assert torch.equal(a, b), (key, name, (a - b).abs().max().item())
+
+
+def test_a_bad_kernel_choice_is_a_clear_error(kernel, monkeypatch):
+    monkeypatch.setenv(native.KERNEL_ENV, "fast")
+    g = random_gaussians(10, seed=1)
+    with pytest.raises(ValueError, match="SA0_NATIVE_KERNEL must be 'boxed' or 'plain', got 'fast'"):
+        render(g, orbit_cameras(1, 16, 16), torch.zeros(3), RenderConfig(backend="native"))
+
+
 def test_fallback_when_the_compiler_is_unavailable(monkeypatch, caplog):
     import torch.utils.cpp_extension
 
