@@ -28,12 +28,15 @@ def site(tmp_path_factory):
     return root / "site", made
 
 
-def _reference(made, frame: int) -> np.ndarray:
-    """sa0's render (native kernel) of the avatar at `frame` of its driver, its camera, white background."""
+def _reference(made, frame: int, scale: int = 1) -> np.ndarray:
+    """sa0's render (native kernel) of the avatar at `frame` of its driver, its camera (at `scale`
+    times its resolution, intrinsics scaled alike), white background."""
     head, clip, package = made["head"], made["clip"], load_package(made["avatar"])
     verts = head.pose_track(clip.flame.as_dict(), shape=package.shape)
     h, w = clip.image_size
-    cams = Cameras(torch.as_tensor(clip.viewmats[frame, 0])[None], torch.as_tensor(clip.Ks[frame, 0])[None], w, h)
+    K = torch.as_tensor(clip.Ks[frame, 0]).clone()
+    K[:2] *= scale
+    cams = Cameras(torch.as_tensor(clip.viewmats[frame, 0])[None], K[None], w * scale, h * scale)
     with torch.no_grad():
         out = render(bind(package.local, verts[frame], head.faces, head.layout), cams, torch.ones(3), RenderConfig())
     return out.image[0].clamp(0, 1).double().numpy()
@@ -43,16 +46,17 @@ def _psnr(a, b) -> float:
     return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
 
 
-def test_frame_k_from_the_subject_camera_matches_sa0s_render(site, capsys):
+@pytest.mark.parametrize("scale", [1, 2])
+def test_frame_k_from_the_subject_camera_matches_sa0s_render(site, capsys, scale):
     directory, made = site
     with chromium() as browser, served(directory) as url:
-        page = open_viewer(browser, f"{url}/index.html?paused=1&frame=5")
+        page = open_viewer(browser, f"{url}/index.html?paused=1&frame=5&scale={scale}")
         assert page.evaluate("window.sa0viewer.error") is None
         frame, image = viewer_pixels(page)
-    psnr = _psnr(image, _reference(made, 5))
+    psnr = _psnr(image, _reference(made, 5, scale))
     with capsys.disabled():
         print(f"\nweb viewer vs sa0 render, frame 5 at {image.shape[1]}x{image.shape[0]}: PSNR {psnr:.1f} dB")
-    assert frame == 5
+    assert frame == 5 and image.shape[:2] == (128 * scale, 128 * scale)
     assert psnr >= 28.0
     assert (image < 0.9).any(axis=-1).mean() > 0.1  # the head is there, not a blank page
 
@@ -60,7 +64,8 @@ def test_frame_k_from_the_subject_camera_matches_sa0s_render(site, capsys):
 def test_playback_advances_the_jaw_and_nothing_else_and_orbit_reset_restores_the_view(site):
     directory, made = site
     with chromium() as browser, served(directory) as url:
-        page = open_viewer(browser, f"{url}/index.html")
+        assert open_viewer(browser, f"{url}/index.html").evaluate("window.sa0viewer.scale") == 4  # 128 px -> 512
+        page = open_viewer(browser, f"{url}/index.html?scale=1")
         first, a = viewer_pixels(page)
         deadline = time.monotonic() + 60
         second, b = first, a

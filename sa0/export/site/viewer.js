@@ -165,10 +165,12 @@ function orbitView(base, target, yaw, pitch, zoom) {
 }
 
 class Viewer {
-  constructor(canvas, data) {
+  constructor(canvas, data, scale) {
     const { meta } = data;
     this.meta = meta; this.data = data; this.canvas = canvas;
-    canvas.width = meta.width; canvas.height = meta.height;
+    // drawn `scale` times the clip's resolution (intrinsics scaled alike), so a small clip is not a stamp
+    this.scale = scale; this.width = meta.width * scale; this.height = meta.height * scale;
+    canvas.width = this.width; canvas.height = this.height;
     const gl = canvas.getContext("webgl2", { antialias: false, preserveDrawingBuffer: true, premultipliedAlpha: false });
     if (!gl) throw new LoadError("this browser has no WebGL2");
     this.gl = gl;
@@ -186,7 +188,7 @@ class Viewer {
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
     const internal = floatTarget ? (floatBlend ? gl.RGBA32F : gl.RGBA16F) : gl.RGBA8;
-    gl.texImage2D(gl.TEXTURE_2D, 0, internal, meta.width, meta.height, 0, gl.RGBA, floatTarget ? gl.FLOAT : gl.UNSIGNED_BYTE, null);
+    gl.texImage2D(gl.TEXTURE_2D, 0, internal, this.width, this.height, 0, gl.RGBA, floatTarget ? gl.FLOAT : gl.UNSIGNED_BYTE, null);
     this.framebuffer = gl.createFramebuffer();
     gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer);
     gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, this.accum, 0);
@@ -285,7 +287,7 @@ class Viewer {
     gl.bindBuffer(gl.ARRAY_BUFFER, this.orderBuffer);
     gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.order);
     gl.bindFramebuffer(gl.FRAMEBUFFER, this.framebuffer);
-    gl.viewport(0, 0, meta.width, meta.height);
+    gl.viewport(0, 0, this.width, this.height);
     gl.clearColor(0, 0, 0, 0);
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.useProgram(this.splat);
@@ -293,8 +295,9 @@ class Viewer {
     gl.uniform1i(at("uGauss"), 0); gl.uniform1i(at("uFaces"), 1); gl.uniform1i(at("uVerts"), 2);
     const columnMajor = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15].map((i) => view[i]);
     gl.uniformMatrix4fv(at("uView"), false, columnMajor);
-    gl.uniform4f(at("uIntr"), K[0], K[4], K[2], K[5]);
-    gl.uniform2f(at("uSize"), meta.width, meta.height);
+    const s = this.scale;
+    gl.uniform4f(at("uIntr"), K[0] * s, K[4] * s, K[2] * s, K[5] * s);
+    gl.uniform2f(at("uSize"), this.width, this.height);
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
     gl.bindVertexArray(this.vao);
@@ -309,7 +312,7 @@ class Viewer {
   }
 
   pixels() {  // RGBA8, rows top to bottom (as sa0's images), base64
-    const { gl, meta } = this, w = meta.width, h = meta.height, raw = new Uint8Array(w * h * 4);
+    const { gl } = this, w = this.width, h = this.height, raw = new Uint8Array(w * h * 4);
     gl.readPixels(0, 0, w, h, gl.RGBA, gl.UNSIGNED_BYTE, raw);
     const flipped = new Uint8Array(raw.length);
     for (let r = 0; r < h; r++) flipped.set(raw.subarray((h - 1 - r) * w * 4, (h - r) * w * 4), r * w * 4);
@@ -367,7 +370,7 @@ function start(viewer) {
   redraw();  // the first frame exists before the page reports itself ready
   requestAnimationFrame(tick);
   return {
-    meta, state, accumulation: viewer.accumulation,
+    meta, state, accumulation: viewer.accumulation, scale: viewer.scale,
     setFrame: (k) => { setPlaying(false); setFrame(k); redraw(); },
     play: () => setPlaying(true), pause: () => setPlaying(false),
     orbit: (yaw, pitch, zoom = 1) => { viewer.yaw = yaw; viewer.pitch = pitch; viewer.zoom = zoom; state.dirty = true; },
@@ -384,8 +387,15 @@ function start(viewer) {
 }
 
 window.sa0viewer = { ready: null, error: null };
+function displayScale(meta) {  // ?scale=N, else enough to draw the longer side at >= 512 px (at most 4)
+  const asked = Number(new URLSearchParams(location.search).get("scale"));
+  if (Number.isInteger(asked) && asked >= 1 && asked <= 8) return asked;
+  return Math.min(4, Math.max(1, Math.ceil(512 / Math.max(meta.width, meta.height))));
+}
+
 window.sa0viewer.ready = load()
-  .then((data) => Object.assign(window.sa0viewer, start(new Viewer(document.getElementById("view"), data))))
+  .then((data) => Object.assign(window.sa0viewer,
+    start(new Viewer(document.getElementById("view"), data, displayScale(data.meta)))))
   .catch((err) => {
     const message = err instanceof LoadError ? err.message : `${err.name}: ${err.message}`;
     window.sa0viewer.error = message;
