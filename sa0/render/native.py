@@ -1,7 +1,7 @@
 """Native CPU backend: a C++ compositing kernel (csrc/rasterize_cpu.cpp) behind render().
 
-Projection and binning stay in torch (sa0.render.projection, sa0.render.tiled.bin_gaussians);
-the kernel composites tiles in parallel on torch's thread pool and has an exact hand-written
+Projection stays in torch (sa0.render.projection); binning is the kernel's one-pass counting fill
+(`bin_tiles`, equal to sa0.render.tiled.bin_gaussians, its torch twin); the kernel composites tiles in parallel on torch's thread pool and has an exact hand-written
 backward. It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved)
 and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
 built (no compiler, ...), `load_native()` returns None, the reason is logged once, and render()
@@ -9,7 +9,8 @@ falls back to the torch tiled backend.
 
 The kernel has two loop orders with bitwise-equal results (see the .cpp): `boxed`, the default,
 visits only the pixels each Gaussian's ellipse can reach; `plain`, its obvious twin, every pixel of
-the tile. SA0_NATIVE_KERNEL=plain selects the twin (tests and benchmarks compare the two).
+the tile. SA0_NATIVE_KERNEL=plain selects the twins, torch's binning included (tests and benchmarks
+compare the two).
 """
 
 from __future__ import annotations
@@ -123,6 +124,14 @@ class _NativeRasterize(torch.autograd.Function):
         return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None
 
 
+def native_bins(proj: Projected, width: int, height: int, tile_size: int) -> TileLists:
+    """bin_gaussians in the kernel (one counting pass, no sort of the pairs); the same TileLists."""
+    with torch.no_grad():
+        gauss, start, count = _state["module"].bin_tiles(proj.means2d.detach(), proj.radii, proj.depths.detach(),
+                                                         width, height, tile_size)
+    return TileLists(gauss, start, count, -(-width // tile_size), -(-height // tile_size))
+
+
 def rasterize_native(
     proj: Projected,
     colors: torch.Tensor,
@@ -136,7 +145,8 @@ def rasterize_native(
     """-> image (B, H, W, C), alpha (B, H, W, 1); same contract as rasterize_tiled. Needs load_native()."""
     if load_native() is None:
         raise RuntimeError(f"native CPU rasteriser unavailable: {native_unavailable_reason()}")
-    lists = bin_gaussians(proj, width, height, tile_size)
+    lists = native_bins(proj, width, height, tile_size) if boxed_kernel() else bin_gaussians(proj, width, height,
+                                                                                             tile_size)
     entries = lists.gauss
     c = colors.shape[-1]
     # Gathered per entry: contiguous reads in the kernel; autograd sums entry gradients per Gaussian.

@@ -417,9 +417,76 @@ std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, 
   return {g_means, g_conics, g_opacities, g_colors};
 }
 
+// Binning, the counterpart of sa0/render/tiled.py's bin_gaussians (torch, its twin; equal outputs):
+// per camera, the valid Gaussians (radii > 0 on both axes) in depth order (ties by index), each
+// listed in every tile its screen box [floor(mean - r - 0.5), floor(mean + r - 0.5) + 1] (clamped
+// to the image, divided by the tile size) touches. A counting pass sizes each tile's list, a fill
+// pass writes them, so every list is in depth order: one pass, no sort of the pairs.
+template <typename scalar_t>
+void tile_span(scalar_t mean, int32_t radius, int64_t limit, int64_t tile_size, int64_t& lo, int64_t& hi) {
+  const scalar_t r = static_cast<scalar_t>(radius);
+  lo = static_cast<int64_t>(std::floor(mean - r - scalar_t(0.5)));
+  hi = static_cast<int64_t>(std::floor(mean + r - scalar_t(0.5)) + scalar_t(1));
+  lo = std::min(std::max<int64_t>(lo, 0), limit) / tile_size;
+  hi = std::min(std::max<int64_t>(hi, 0), limit) / tile_size;
+}
+
+std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tensor depths, int64_t width,
+                                  int64_t height, int64_t tile_size) {
+  TORCH_CHECK(means2d.device().is_cpu() && radii.device().is_cpu() && depths.device().is_cpu(), "CPU tensors only");
+  TORCH_CHECK(radii.scalar_type() == at::kInt, "radii must be int32");
+  means2d = means2d.contiguous(), radii = radii.contiguous(), depths = depths.contiguous();
+  const int64_t B = depths.size(0), N = depths.size(1);
+  const int64_t tiles_x = (width + tile_size - 1) / tile_size, tiles_y = (height + tile_size - 1) / tile_size;
+  const int64_t per_image = tiles_x * tiles_y;
+  auto count = at::zeros({B * per_image}, at::kLong);
+  int64_t* cnt = count.data_ptr<int64_t>();
+  const int32_t* rad = radii.data_ptr<int32_t>();
+  std::vector<std::vector<int64_t>> orders(B);
+  at::Tensor gauss;
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "sa0_bin_tiles", [&] {
+    const scalar_t* mean = means2d.data_ptr<scalar_t>();
+    const scalar_t* depth = depths.data_ptr<scalar_t>();
+    std::vector<int64_t> spans;  // per listed Gaussian: x0, x1, y0, y1 (tile indices)
+    for (int64_t b = 0; b < B; ++b) {
+      std::vector<int64_t>& order = orders[b];
+      for (int64_t n = 0; n < N; ++n)
+        if (rad[2 * (b * N + n)] > 0 && rad[2 * (b * N + n) + 1] > 0) order.push_back(n);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t x, int64_t y) { return depth[b * N + x] < depth[b * N + y]; });
+      for (int64_t n : order) {
+        const int64_t i = b * N + n;
+        int64_t x0, x1, y0, y1;
+        tile_span(mean[2 * i], rad[2 * i], width - 1, tile_size, x0, x1);
+        tile_span(mean[2 * i + 1], rad[2 * i + 1], height - 1, tile_size, y0, y1);
+        spans.insert(spans.end(), {x0, x1, y0, y1});
+        for (int64_t ty = y0; ty <= y1; ++ty)
+          for (int64_t tx = x0; tx <= x1; ++tx) ++cnt[b * per_image + ty * tiles_x + tx];
+      }
+    }
+    std::vector<int64_t> cursor(B * per_image);
+    int64_t total = 0;
+    for (int64_t t = 0; t < B * per_image; ++t) cursor[t] = total, total += cnt[t];
+    gauss = at::empty({total}, at::kLong);
+    int64_t* out = gauss.data_ptr<int64_t>();
+    size_t k = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t n : orders[b]) {
+        const int64_t x0 = spans[k], x1 = spans[k + 1], y0 = spans[k + 2], y1 = spans[k + 3];
+        k += 4;
+        for (int64_t ty = y0; ty <= y1; ++ty)
+          for (int64_t tx = x0; tx <= x1; ++tx) out[cursor[b * per_image + ty * tiles_x + tx]++] = b * N + n;
+      }
+    }
+  });
+  auto start = count.cumsum(0) - count;
+  return {gauss, start, count};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &rasterize_forward, "3DGS compositing forward (CPU)");
   m.def("backward", &rasterize_backward, "3DGS compositing backward (CPU)");
+  m.def("bin_tiles", &bin_tiles, "(tile, Gaussian) lists in depth order per tile (CPU)");
 }
