@@ -2,6 +2,7 @@
 MLflow and LPIPS made unimportable (the GPU machine has none of them), and writes its report."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,8 @@ def _dry_run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, d
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCKER)
     out = tmp_path / "out"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": f"{site}:{ROOT}",
-           "TORCH_EXTENSIONS_DIR": str(Path.home() / ".cache" / "torch_extensions")}
+    env = {**os.environ, "PYTHONPATH": f"{site}:{ROOT}"}
+    env.pop("OUT", None)
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--out", str(out), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     report = json.loads((out / "gpu_check.json").read_text()) if (out / "gpu_check.json").is_file() else {}
