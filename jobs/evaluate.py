@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.eval.face_models import FaceModelConfig
 from sa0.eval.protocols import PROTOCOLS, EvalConfig
 from sa0.eval.run import run_evaluation
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import write_synthetic_flame
+from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.model.saved import is_exported, load_generator
 from sa0.tracking import Tracker
 
@@ -69,8 +68,7 @@ def main(argv=None) -> int:
     ray.init(address=args.address)
     tracker = Tracker("sa0-eval", args.mlflow_uri, enabled=not args.no_mlflow)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+        with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
             summary = run_evaluation(cfg, args.data, args.out, FlameConfig(model_dir=flame_dir),
                                      LayoutConfig(uv_resolution=resolution or 128),
                                      checkpoint=os.path.abspath(args.checkpoint) if args.checkpoint else None,

@@ -12,9 +12,7 @@ package). --serve then serves the folder on 127.0.0.1 (ES modules need a server,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from sa0.export.package import load_package
 from sa0.export.serve import served
 from sa0.export.web import export_site
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import write_synthetic_flame
+from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
 from sa0.refine.subjects import BadInput, driver_clip, resolve_shard_dirs
 
@@ -53,8 +51,7 @@ def main(argv=None) -> int:
         clip = driver_clip(driver, resolve_shard_dirs(args.shards))
     except BadInput as exc:
         parser.error(str(exc))
-    with tempfile.TemporaryDirectory() as tmp:
-        flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=package.uv_resolution))
         try:
             site = export_site(package, head, clip, args.out, camera=args.camera, fps=args.fps)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 from tqdm import tqdm
 
@@ -34,13 +33,12 @@ from sa0.data.schema import ClipError
 from sa0.data.shards import ShardError, write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import write_synthetic_flame
+from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
 
 
 def _synthetic(args) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
         total = args.subjects * args.clips_per_subject
         clips = synthetic_clips(head, args.kind, args.subjects, args.clips_per_subject, args.frames, args.views,

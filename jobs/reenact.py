@@ -10,15 +10,13 @@ The FLAME files and UV resolution must be the ones the avatar was built with.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.export.package import load_package
 from sa0.export.reenact import reenact_frames, write_video
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import write_synthetic_flame
+from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
 from sa0.refine.subjects import BadInput, driver_clip
 
@@ -39,8 +37,7 @@ def main(argv=None) -> int:
         clip = driver_clip(args.driver, args.shards)
     except BadInput as exc:
         parser.error(str(exc))
-    with tempfile.TemporaryDirectory() as tmp:
-        flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
         try:
             frames = reenact_frames(package, head, clip, camera=args.camera)

@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.console import quiet_ray_init
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import write_synthetic_flame
+from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
@@ -87,8 +86,7 @@ def main(argv=None) -> int:
 
     quiet_ray_init(args.address, worker_output=True)  # task warnings show; Ray's and MLflow's INFO lines do not
     tracker = Tracker("sa0-refine", args.mlflow_uri, enabled=not args.no_mlflow)
-    with tempfile.TemporaryDirectory() as tmp:
-        flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
         tracker.start("refine_batch", {"subjects": len(subjects), "steps": args.steps, "out": args.out})
         rows = refine_batch(subjects, args.shards, args.out, FlameConfig(model_dir=flame_dir),
                             LayoutConfig(uv_resolution=args.uv_resolution), refine_cfg,

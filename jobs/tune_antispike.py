@@ -11,14 +11,11 @@ trial and the overrides to pass to jobs/refine_batch.py.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import write_synthetic_flame
+from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.refine.refine import RefineConfig
 from sa0.refine.tune import overrides, tune_antispike
 
@@ -45,8 +42,7 @@ def main(argv=None) -> int:
 
     ray.init(address=args.address)
     base = RefineConfig(steps=args.steps, log_every=max(1, args.steps // 10))
-    with tempfile.TemporaryDirectory() as tmp:
-        flame_dir = args.flame_dir or os.environ.get(FLAME_DIR_ENV) or str(write_synthetic_flame(tmp, seed=0))
+    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
         config, metrics, _ = tune_antispike(subjects, args.shards, FlameConfig(model_dir=flame_dir),
                                             LayoutConfig(uv_resolution=args.uv_resolution), base, args.storage,
                                             args.name, args.samples, args.max_ar, mlflow_uri=args.mlflow_uri)
