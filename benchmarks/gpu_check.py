@@ -97,7 +97,7 @@ class Check:
         self.flame_dir = str(write_synthetic_flame(self.tmp / "flame", seed=0))
         self.layout, self.flame = LayoutConfig(uv_resolution=self.sizes.uv), FlameConfig(model_dir=self.flame_dir)
         self.head_cpu = load_head_model(self.flame, self.layout)
-        self.head = load_head_model(self.flame, self.layout).to(self.device)  # its own FLAME layer
+        self.head = self.head_cpu.to(self.device)
         self.gsplat_ready = False
         self._clips = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,13 @@ class HeadModel:
             return self.flame(FlameParams(**fields))
 
     def to(self, device: torch.device | str) -> "HeadModel":
-        """This head on `device` (faces and layout are copied; the FLAME layer, an nn.Module, moves in place)."""
+        """This head on `device`, a copy: this one stays where it is (the FLAME layer, an nn.Module, is
+        copied before it moves; nn.Module.to alone would move this head's layer too)."""
         layout = dataclasses.replace(self.layout, **{
             f.name: getattr(self.layout, f.name).to(device)
             for f in dataclasses.fields(self.layout) if isinstance(getattr(self.layout, f.name), torch.Tensor)})
-        return HeadModel(self.flame.to(device), self.faces.to(device), layout, self.model_dir)
+        flame = self.flame if self.faces.device == torch.device(device) else copy.deepcopy(self.flame).to(device)
+        return HeadModel(flame, self.faces.to(device), layout, self.model_dir)
 
     def albedo(self) -> torch.Tensor | None:
         """Per-Gaussian RGB (N, 3) from a synthetic head's synthetic_albedo.npz, else None."""

@@ -26,3 +26,14 @@ def test_real_flame_without_albedo_and_missing_uv(tmp_path, synthetic_dir):
     head = load_head_model(FlameConfig(model_dir=str(tmp_path)), LayoutConfig(uv_resolution=16))
     assert head.albedo() is None
     assert torch.isfinite(head.flame.v_template).all()
+
+
+
+def test_moving_a_head_copies_it_and_leaves_the_original_where_it_was(synthetic_dir):
+    """HeadModel.to returns a head on the device and leaves its source untouched (run_subjects
+    refines on a CUDA copy and writes outputs from the CPU head); "meta" stands in for CUDA here."""
+    head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16))
+    moved = head.to("meta")
+    assert moved.faces.device.type == "meta" and next(moved.flame.buffers()).device.type == "meta"
+    assert head.faces.device.type == "cpu" and all(b.device.type == "cpu" for b in head.flame.buffers())
+    assert head.to("cpu").flame is head.flame  # already there: nothing copied

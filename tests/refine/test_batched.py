@@ -137,8 +137,7 @@ def test_on_cuda_a_batch_of_three_matches_single_runs_and_follows_the_cpu_run(th
     final PSNR close to the CPU run's (native kernel; the backends differ only in the alpha clamp
     and float order, so curves agree closely, not bitwise). Outputs come back on the CPU."""
     head, subjects = three
-    # a head of its own: HeadModel.to moves the FLAME layer in place, and the fixture's stays on the CPU
-    on_gpu = load_head_model(FlameConfig(model_dir=str(head.model_dir)), LayoutConfig(uv_resolution=16)).to("cuda")
+    on_gpu = head.to("cuda")  # a copy: the fixture's head stays on the CPU
     gpu = refine_subjects(on_gpu, subjects, CFG)
     cpu = refine_subjects(head, subjects, CFG)
     for subject, got, ref in zip(subjects, gpu, cpu):
