@@ -14,7 +14,7 @@ from sa0.data.reader import ShardReader, clip_records
 from sa0.data.schema import Clip, ClipError, ClipMeta
 from sa0.data.shards import ShardError
 from sa0.faults import maybe_crash
-from sa0.head import load_head_model
+from sa0.head import HeadModel, load_head_model
 from sa0.model.inference import load_trained_generator
 from sa0.refine.batched import Observer, Subject, refine_subjects
 from sa0.refine.outputs import has_site, is_complete, write_site, write_subject_outputs
@@ -119,7 +119,13 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
     web: also write each subject's browser viewer (OUT/<subject>/web/), added to complete ones too."""
     start = time.perf_counter()
     rows: dict[str, dict] = {}
-    batch, records = [], None
+    batch, records, heads = [], None, []
+
+    def cpu_head() -> HeadModel:  # built once, when first needed (outputs are written from this CPU copy)
+        if not heads:
+            heads.append(load_head_model(flame, layout))
+        return heads[0]
+
     for subject in subjects:
         done = is_complete(Path(out_dir) / subject)
         if done and not (web and not has_site(Path(out_dir) / subject)):
@@ -133,12 +139,12 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
             rows[subject] = status_row(subject, reason=f"bad input: {exc}")
             continue
         if done:  # refined earlier without its viewer: add only that
-            write_site(Path(out_dir) / subject, load_head_model(flame, layout), train)
+            write_site(Path(out_dir) / subject, cpu_head(), train)
             rows[subject] = skipped_row(subject, out_dir)
             continue
         batch.append(Subject(subject, train, test))
     if batch:
-        head = load_head_model(flame, layout)  # outputs are written from the CPU copy
+        head = cpu_head()
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         generator = load_trained_generator(generator_dir, head) if generator_dir else None
         on_device = head.to(device) if device.type == "cuda" else head

@@ -100,9 +100,9 @@ def reset_native() -> None:
 
 class _NativeRasterize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means, conics, opacities, colors, background, lists: TileLists, width, height, tile_size, alpha_max):
+    def forward(ctx, means, conics, opacities, colors, background, lists: TileLists, width, height, tile_size, alpha_max,
+                boxed):
         module = _state["module"]
-        boxed = boxed_kernel()
         args = (lists.start, lists.count, background.contiguous(), width, height, tile_size, lists.tiles_x,
                 lists.tiles_y, alpha_max, boxed)
         image, trans, used = module.forward(means, conics, opacities, colors, *args)
@@ -121,7 +121,7 @@ class _NativeRasterize(torch.autograd.Function):
             lists.tiles_x, lists.tiles_y, alpha_max, boxed,
         )
         g_bg = (grad_image * trans[..., None]).sum((1, 2))
-        return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None
+        return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None, None
 
 
 def native_bins(proj: Projected, width: int, height: int, tile_size: int) -> TileLists:
@@ -145,8 +145,8 @@ def rasterize_native(
     """-> image (B, H, W, C), alpha (B, H, W, 1); same contract as rasterize_tiled. Needs load_native()."""
     if load_native() is None:
         raise RuntimeError(f"native CPU rasteriser unavailable: {native_unavailable_reason()}")
-    lists = native_bins(proj, width, height, tile_size) if boxed_kernel() else bin_gaussians(proj, width, height,
-                                                                                             tile_size)
+    boxed = boxed_kernel()  # one choice for the binning and both kernel calls
+    lists = native_bins(proj, width, height, tile_size) if boxed else bin_gaussians(proj, width, height, tile_size)
     entries = lists.gauss
     c = colors.shape[-1]
     # Gathered per entry: contiguous reads in the kernel; autograd sums entry gradients per Gaussian.
@@ -161,4 +161,5 @@ def rasterize_native(
         height,
         tile_size,
         alpha_max,
+        boxed,
     )

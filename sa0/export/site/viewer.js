@@ -218,6 +218,10 @@ class Viewer {
     this.order = new Uint32Array(meta.gaussians);
     this.depth = new Float32Array(meta.gaussians);
     this.counts = new Uint32Array(65536);
+    this.keys = new Uint16Array(meta.gaussians);
+    this.faceCoef = new Float32Array(meta.faces * 4);
+    this.uniforms = Object.fromEntries(["uGauss", "uFaces", "uVerts", "uView", "uIntr", "uSize"]
+      .map((name) => [name, gl.getUniformLocation(this.splat, name)]));
     const [low, high] = meta.bbox;
     this.pivot = [0, 1, 2].map((k) => 0.5 * (low[k] + high[k]));
     this.frame = 0; this.yaw = 0; this.pitch = 0; this.zoom = 1;
@@ -247,7 +251,7 @@ class Viewer {
     // depth of a Gaussian = w . (R_f p s_f + c_f) + t_z = (s_f R_f^T w) . p + (w . c_f + t_z), w = view row 2
     const { meta, data, frameVerts: V, faceIndex: F } = this;
     const w = [view[8], view[9], view[10]], tz = view[11];
-    const faceCoef = new Float32Array(meta.faces * 4);
+    const faceCoef = this.faceCoef;
     for (let f = 0; f < meta.faces; f++) {
       const i0 = 4 * F[3 * f], i1 = 4 * F[3 * f + 1], i2 = 4 * F[3 * f + 2];
       const e1 = [V[i1] - V[i0], V[i1 + 1] - V[i0 + 1], V[i1 + 2] - V[i0 + 2]];
@@ -273,7 +277,7 @@ class Viewer {
     }
     // counting sort on 16-bit depth keys, far first (stable within a key)
     const counts = this.counts; counts.fill(0);
-    const scale = hi > lo ? 65535 / (hi - lo) : 0, keys = new Uint16Array(n);
+    const scale = hi > lo ? 65535 / (hi - lo) : 0, keys = this.keys;
     for (let g = 0; g < n; g++) { keys[g] = 65535 - Math.floor((depth[g] - lo) * scale); counts[keys[g]]++; }
     for (let k = 1; k < 65536; k++) counts[k] += counts[k - 1];
     for (let g = n - 1; g >= 0; g--) this.order[--counts[keys[g]]] = g;
@@ -291,13 +295,13 @@ class Viewer {
     gl.clearColor(0, 0, 0, 0);
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.useProgram(this.splat);
-    const at = (name) => gl.getUniformLocation(this.splat, name);
-    gl.uniform1i(at("uGauss"), 0); gl.uniform1i(at("uFaces"), 1); gl.uniform1i(at("uVerts"), 2);
+    const u = this.uniforms;
+    gl.uniform1i(u.uGauss, 0); gl.uniform1i(u.uFaces, 1); gl.uniform1i(u.uVerts, 2);
     const columnMajor = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15].map((i) => view[i]);
-    gl.uniformMatrix4fv(at("uView"), false, columnMajor);
+    gl.uniformMatrix4fv(u.uView, false, columnMajor);
     const s = this.scale;
-    gl.uniform4f(at("uIntr"), K[0] * s, K[4] * s, K[2] * s, K[5] * s);
-    gl.uniform2f(at("uSize"), this.width, this.height);
+    gl.uniform4f(u.uIntr, K[0] * s, K[4] * s, K[2] * s, K[5] * s);
+    gl.uniform2f(u.uSize, this.width, this.height);
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
     gl.bindVertexArray(this.vao);
