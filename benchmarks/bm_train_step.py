@@ -27,7 +27,7 @@ from sa0.flame.synthetic import write_synthetic_flame
 from sa0.head import load_head_model
 from sa0.train.job import fit_phase
 from sa0.train.loop import PhaseRun
-from sa0.tracking import Tracker
+from sa0.experiments import Tracker
 from sa0.train.recipes import recipe
 
 

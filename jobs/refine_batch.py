@@ -30,7 +30,7 @@ from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import BadInput, format_table, resolve_shard_dirs
-from sa0.tracking import Tracker
+from sa0.experiments import Tracker
 
 
 def main(argv=None) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 FLAME_DIR_ENV = "SA0_FLAME_DIR"
 MODEL_FILE_NAMES = ("flame2023.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl")
+MEDIAPIPE_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"  # FLAME's MediaPipe landmark embedding
 UV_FILE_NAMES = ("head_template_mesh.obj", "head_template.obj", "FLAME_texture.npz", "flame_uv.npz")
 NUM_JOINTS = 5  # global (root), neck, jaw, left eye, right eye
 NUM_POSE_CORRECTIVES = 36  # 4 non-root joints x 9 rotation-matrix entries

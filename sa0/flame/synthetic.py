@@ -5,6 +5,8 @@
                              posedirs (V, 3, 36), J_regressor (5, V), weights (V, 5), kintree_table
                              (2, 5) -- the keys and array conventions of FLAME (and what smplx reads)
   flame_static_embedding.pkl lmk_face_idx (51,), lmk_b_coords (51, 3) (smplx's landmark file)
+  mediapipe_landmark_embedding.npz  lmk_face_idx (L,), lmk_b_coords (L, 3), landmark_indices (L,):
+                             MediaPipe Face Mesh ids on the head, as FLAME's file of that name
   head_template_mesh.obj     the rest mesh with UV coordinates (vt, f v/vt), like FLAME's UV asset
   synthetic_albedo.npz       vertex_colors (V, 3) and mouth_faces (M,), for previews
   synthetic.json             seed and counts
@@ -29,6 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sa0.flame.synthetic_landmarks import (
+    CHIN_DIR,
+    EYE_DIR,
+    MOUTH_THETA,
+    NOSE_DIR,
+    _dir,
+    _unit,
+    mediapipe_embedding,
+    static_embedding,
+)
 
 NUM_SHAPE, NUM_EXPRESSION = 300, 100
 HEAD_RINGS, HEAD_COLUMNS = 40, 56
@@ -98,27 +111,12 @@ def _smoothstep(e0, e1, x):
     return t * t * (3 - 2 * t)
 
 
-def _unit(v):
-    v = np.asarray(v, dtype=np.float64)
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
 def _bump(dirs, center, width):
     """A smooth bump on the unit sphere of directions, 1 at `center`, falling off over `width`."""
     d2 = ((dirs - _unit(center)) ** 2).sum(-1)
     return np.exp(-d2 / (2 * width**2))
 
 
-def _dir(theta_deg, phi_deg):
-    t, p = np.radians(theta_deg), np.radians(phi_deg)
-    return np.array([np.sin(t) * np.sin(p), np.cos(t), np.sin(t) * np.cos(p)])
-
-
-# Facial feature directions on the head sphere (polar angle from the top, longitude from the front).
-EYE_DIR = (84.0, 21.0)
-NOSE_DIR = (97.0, 0.0)
-MOUTH_THETA = 108.0
-CHIN_DIR = (122.0, 0.0)
 
 
 def _head_positions(s: _Sphere, axes: np.ndarray) -> np.ndarray:
@@ -312,7 +310,8 @@ def build_synthetic_head(seed: int = 0) -> dict:
         "kintree_table": kintree,
         "vt": vt,
         "ft": ft,
-        "landmarks": _landmarks(head, faces[: len(head.faces)]),
+        "landmarks": static_embedding(head.dirs, faces[: len(head.faces)]),
+        "mediapipe_landmarks": mediapipe_embedding(head.dirs, faces[: len(head.faces)]),
         "vertex_colors": colors,
         "mouth_faces": mouth_faces,
         "seed": seed,
@@ -354,24 +353,6 @@ def _albedo(head: _Sphere, eye: _Sphere, num_head: int, faces: np.ndarray):
     return colors, np.array(band, dtype=np.int64)
 
 
-def _landmarks(head: _Sphere, head_faces: np.ndarray) -> dict:
-    """51 landmarks (brows, nose, eyes, mouth as in FLAME's static embedding) on face centroids."""
-    targets = []
-    targets += [(74, p) for p in (-38, -30, -22, -14, -6, 6, 14, 22, 30, 38)]  # brows
-    targets += [(86, 0), (90, 0), (94, 0), (97, 0), (100, -9), (101, -4), (101, 0), (101, 4), (100, 9)]
-    for c in (-EYE_DIR[1], EYE_DIR[1]):
-        targets += [(84, c - 8), (82, c - 3), (82, c + 3), (84, c + 8), (86, c + 3), (86, c - 3)]
-    targets += [(MOUTH_THETA + dt, p) for dt, p in
-                ((0, -24), (-3, -16), (-4, -7), (-3.5, 0), (-4, 7), (-3, 16), (0, 24),
-                 (4, 16), (5, 7), (5, 0), (5, -7), (4, -16))]
-    targets += [(MOUTH_THETA + dt, p) for dt, p in
-                ((0, -18), (-1, -6), (-1, 0), (-1, 6), (0, 18), (1, 6), (1, 0), (1, -6))]
-    centroids = _unit(head.dirs[head_faces].mean(1))
-    idx = [int(np.argmin(((centroids - _dir(t, p)) ** 2).sum(-1))) for t, p in targets]
-    assert len(idx) == 51
-    return {"lmk_face_idx": np.array(idx, dtype=np.int64), "lmk_b_coords": np.full((51, 3), 1.0 / 3)}
-
-
 MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 
 
@@ -398,6 +379,9 @@ def write_synthetic_flame(out_dir, seed: int = 0) -> Path:
         pickle.dump({k: head[k] for k in MODEL_KEYS}, fh, protocol=2)
     with open(out / "flame_static_embedding.pkl", "wb") as fh:
         pickle.dump(head["landmarks"], fh, protocol=2)
+    from sa0.flame.io import MEDIAPIPE_EMBEDDING_FILE
+
+    np.savez(out / MEDIAPIPE_EMBEDDING_FILE, **head["mediapipe_landmarks"])
     with open(out / "head_template_mesh.obj", "w") as fh:
         fh.write(f"# sa0 synthetic head, seed {seed}\n")
         fh.writelines(f"v {x:.8f} {y:.8f} {z:.8f}\n" for x, y, z in head["v_template"])

@@ -42,7 +42,7 @@ class JobResult:
 
 
 def _tracker(job: GeneratorJob):
-    from sa0.tracking import Tracker
+    from sa0.experiments import Tracker
 
     return Tracker("sa0-generator", job.train.mlflow_uri, enabled=job.train.mlflow_uri != "off")
 

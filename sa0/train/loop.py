@@ -115,7 +115,7 @@ class _Logger:
         self.t0, self.start_step = time.monotonic(), start_step
         self.tracker = None
         if run.mlflow_run_id:
-            from sa0.tracking import Tracker
+            from sa0.experiments import Tracker
 
             self.tracker = Tracker(None, run.job.train.mlflow_uri)  # continue the driver's run, in its experiment
             self.tracker.start(run.job.train.run_name, {}, run_id=run.mlflow_run_id)

@@ -83,7 +83,7 @@ def _check_outputs(out, columns):
 ])
 def test_random_init_generator_protocols_end_to_end(ray_session, world, tmp_path, protocol, data, columns):
     root, flame, layout, _ = world
-    from sa0.tracking import Tracker
+    from sa0.experiments import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = EvalConfig(protocol=protocol, num_sources=2, lpips=False)

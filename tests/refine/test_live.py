@@ -21,7 +21,7 @@ def test_subject_run_is_live_and_a_retried_subject_continues_it(shards, syntheti
     """The subject's MLflow run holds a loss history while the subject has not ended (its worker
     dies before writing, no retries); a rerun continues that run (one run for the subject) and
     logs no step twice."""
-    from sa0.tracking import Tracker
+    from sa0.experiments import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = RefineConfig(steps=12, log_every=3, eval_every=6, images=2)

@@ -6,7 +6,7 @@ import socket
 
 import numpy as np
 
-from sa0.tracking import Tracker
+from sa0.experiments import Tracker
 
 
 def test_tracker_logs_and_continues_a_run(tmp_path):
@@ -37,7 +37,7 @@ def test_unreachable_server_warns_once_and_never_raises(monkeypatch, caplog):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with caplog.at_level(logging.WARNING, logger="sa0.tracking"):
+    with caplog.at_level(logging.WARNING, logger="sa0.experiments"):
         tracker = Tracker("exp", f"http://127.0.0.1:{port}")
         assert tracker.start("job", {"a": 1}) is None
         tracker.metrics({"loss": 1.0}, step=1)
@@ -48,10 +48,10 @@ def test_unreachable_server_warns_once_and_never_raises(monkeypatch, caplog):
     assert not tracker.enabled
     warnings = [r for r in caplog.records if "MLflow tracking disabled" in r.getMessage()]
     assert len(warnings) == 1
-    from sa0.tracking import RunLogger
+    from sa0.experiments import RunLogger
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sa0.tracking"):
+    with caplog.at_level(logging.WARNING, logger="sa0.experiments"):
         live = RunLogger(f"http://127.0.0.1:{port}", "some-run")  # a task's live logger, same server
         live.metrics({"train/loss": 1.0}, step=1)
         live.image(np.zeros((2, 2, 3), np.uint8), "render_vs_truth", step=1)

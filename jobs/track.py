@@ -1,0 +1,77 @@
+"""Track a phone video or a few portraits into clips sa0 can refine: FLAME + camera per frame.
+
+    python jobs/track.py --video FILE [--out data/<name>] [--flame-dir DIR] [--size 512] [--every N]
+        [--max-frames N] [--subject NAME] [--no-overlay] [--device cpu|cuda]
+    python jobs/track.py --images DIR_OR_FILES ... [same options]
+
+Writes OUT/shard-*.tar + manifest.json (one clip, split train: the refiner holds out its last fifth),
+OUT/tracking_report.json (per-frame landmark error, frames skipped and why, timings) and
+OUT/overlay.mp4 (fitted mesh and landmarks over each crop). Landmarks come from MediaPipe in sa0's
+own environment (`python -m sa0.track.mediapipe_env` installs it; the README's install command runs
+it). Without --flame-dir or $SA0_FLAME_DIR it fits sa0's synthetic head. Then:
+
+    python jobs/refine_batch.py --subjects <name> --shards OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from sa0.flame import FlameFileError, FlameLayer, load_flame_assets
+from sa0.flame.landmarks import load_mediapipe_embedding, with_irises
+from sa0.flame.synthetic import flame_dir_or_synthetic
+from sa0.track.fit import FitConfig
+from sa0.track.frames import TrackError, image_source, video_source
+from sa0.track.mediapipe_env import MediaPipeMissing
+from sa0.track.run import OVERLAY, REPORT, TrackConfig, report_summary, track
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="a video file (mp4, mov, webm, ...)")
+    src.add_argument("--images", nargs="+", help="photo files or folders of photos (one subject)")
+    parser.add_argument("--out", default=None, help="shard directory to write (default data/<input name>)")
+    parser.add_argument("--flame-dir", default=None, help="FLAME directory (default $SA0_FLAME_DIR, else the "
+                                                          "synthetic head)")
+    parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")
+    parser.add_argument("--every", type=int, default=1, help="take every N-th video frame")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--subject", default=None, help="subject name in the clip (default: the input's name)")
+    parser.add_argument("--focal", type=float, default=None, help="known focal length in units of the longer "
+                                                                  "image side (default: fitted)")
+    parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    args = parser.parse_args(argv)
+    if args.size < 32 or args.every < 1:
+        parser.error("--size must be >= 32 and --every >= 1")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        frames = video_source(args.video, args.every, args.max_frames) if args.video else image_source(args.images)
+        out = Path(args.out or Path("data") / frames.name)
+        cfg = TrackConfig(size=args.size, subject=args.subject, overlay=not args.no_overlay, device=device,
+                          fit=FitConfig(focal=args.focal))
+        from sa0.track.mp_detector import MediaPipeDetector
+
+        with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+            assets = load_flame_assets(flame_dir)
+            flame = FlameLayer(assets)
+            embedding = with_irises(load_mediapipe_embedding(flame_dir, assets.num_faces), flame)
+            with MediaPipeDetector(static=not frames.video, log=str(out.parent / f".{out.name}.mediapipe.log")
+                                   if out.parent.exists() else None) as detector:
+                report = track(frames, detector, flame, embedding, out, cfg)
+    except (TrackError, FlameFileError, MediaPipeMissing) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report_summary(report))
+    print(f"wrote {out}/ (shards + manifest.json, {REPORT}{', ' + OVERLAY if cfg.overlay else ''})")
+    print(f"next: python jobs/refine_batch.py --subjects {report['subject']} --shards {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
