@@ -23,11 +23,11 @@ from pathlib import Path
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.data.shards import write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
+from sa0.experiments import Tracker
 from sa0.flame.synthetic import write_synthetic_flame
 from sa0.head import load_head_model
 from sa0.train.job import fit_phase
 from sa0.train.loop import PhaseRun
-from sa0.experiments import Tracker
 from sa0.train.recipes import recipe
 
 

@@ -22,10 +22,10 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.eval.face_models import FaceModelConfig
 from sa0.eval.protocols import PROTOCOLS, EvalConfig
 from sa0.eval.run import run_evaluation
+from sa0.experiments import Tracker
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.model.saved import is_exported, load_generator
-from sa0.experiments import Tracker
 
 
 def main(argv=None) -> int:

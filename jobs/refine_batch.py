@@ -24,13 +24,13 @@ from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.console import quiet_ray_init
+from sa0.experiments import Tracker
 from sa0.flame.io import FLAME_DIR_ENV
 from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import BadInput, format_table, resolve_shard_dirs
-from sa0.experiments import Tracker
 
 
 def main(argv=None) -> int:

@@ -1,14 +1,17 @@
 """Track a phone video or a few portraits into clips sa0 can refine: FLAME + camera per frame.
 
     python jobs/track.py --video FILE [--out data/<name>] [--flame-dir DIR] [--size 512] [--every N]
-        [--max-frames N] [--subject NAME] [--no-overlay] [--device cpu|cuda]
+        [--max-frames N] [--subject NAME] [--focal F] [--photometric [STEPS]] [--no-overlay]
+        [--device cpu|cuda]
     python jobs/track.py --images DIR_OR_FILES ... [same options]
 
 Writes OUT/shard-*.tar + manifest.json (one clip, split train: the refiner holds out its last fifth),
 OUT/tracking_report.json (per-frame landmark error, frames skipped and why, timings) and
 OUT/overlay.mp4 (fitted mesh and landmarks over each crop). Landmarks come from MediaPipe in sa0's
 own environment (`python -m sa0.track.mediapipe_env` installs it; the README's install command runs
-it). Without --flame-dir or $SA0_FLAME_DIR it fits sa0's synthetic head. Then:
+it). Without --flame-dir or $SA0_FLAME_DIR it fits sa0's synthetic head. --photometric adds a stage
+that polishes each frame's pose and expression against the pixels through sa0's renderer (slower;
+on sa0's synthetic benchmark it does not yet improve refinement: benchmarks/bm_track.py). Then:
 
     python jobs/refine_batch.py --subjects <name> --shards OUT
 """
@@ -21,12 +24,15 @@ from pathlib import Path
 
 import torch
 
-from sa0.flame import FlameFileError, FlameLayer, load_flame_assets
+from sa0.config import FlameConfig, LayoutConfig
+from sa0.flame import FlameFileError
 from sa0.flame.landmarks import load_mediapipe_embedding, with_irises
 from sa0.flame.synthetic import flame_dir_or_synthetic
+from sa0.head import load_head_model
 from sa0.track.fit import FitConfig
 from sa0.track.frames import TrackError, image_source, video_source
 from sa0.track.mediapipe_env import MediaPipeMissing
+from sa0.track.photometric import PhotoConfig
 from sa0.track.run import OVERLAY, REPORT, TrackConfig, report_summary, track
 
 
@@ -44,26 +50,29 @@ def main(argv=None) -> int:
     parser.add_argument("--subject", default=None, help="subject name in the clip (default: the input's name)")
     parser.add_argument("--focal", type=float, default=None, help="known focal length in units of the longer "
                                                                   "image side (default: fitted)")
+    parser.add_argument("--photometric", type=int, nargs="?", const=PhotoConfig.steps, default=0, metavar="STEPS",
+                        help=f"add the photometric stage (default {PhotoConfig.steps} steps when given)")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     args = parser.parse_args(argv)
-    if args.size < 32 or args.every < 1:
-        parser.error("--size must be >= 32 and --every >= 1")
+    if args.size < 32 or args.every < 1 or args.photometric < 0:
+        parser.error("--size must be >= 32, --every >= 1 and --photometric >= 0")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         frames = video_source(args.video, args.every, args.max_frames) if args.video else image_source(args.images)
         out = Path(args.out or Path("data") / frames.name)
         cfg = TrackConfig(size=args.size, subject=args.subject, overlay=not args.no_overlay, device=device,
-                          fit=FitConfig(focal=args.focal))
+                          fit=FitConfig(focal=args.focal),
+                          photo=PhotoConfig(steps=args.photometric, warmup=min(PhotoConfig.warmup, args.photometric // 5))
+                          if args.photometric else None)
         from sa0.track.mp_detector import MediaPipeDetector
 
         with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
-            assets = load_flame_assets(flame_dir)
-            flame = FlameLayer(assets)
-            embedding = with_irises(load_mediapipe_embedding(flame_dir, assets.num_faces), flame)
+            head = load_head_model(FlameConfig(model_dir=str(flame_dir)), LayoutConfig(uv_resolution=64))
+            embedding = with_irises(load_mediapipe_embedding(flame_dir, len(head.faces)), head.flame)
             with MediaPipeDetector(static=not frames.video, log=str(out.parent / f".{out.name}.mediapipe.log")
                                    if out.parent.exists() else None) as detector:
-                report = track(frames, detector, flame, embedding, out, cfg)
+                report = track(frames, detector, head, embedding, out, cfg)
     except (TrackError, FlameFileError, MediaPipeMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,11 +24,11 @@ import torch
 from tqdm import tqdm
 
 from sa0.config import FlameConfig, LayoutConfig
+from sa0.experiments import RunLogger, Tracker
 from sa0.refine.batched import Observer
 from sa0.refine.outputs import has_site, is_complete
 from sa0.refine.refine import RefineConfig
 from sa0.refine.subjects import run_subjects, skipped_row, status_row
-from sa0.experiments import RunLogger, Tracker
 
 log = logging.getLogger(__name__)
 GPU_SUBJECTS_PER_TASK = 8

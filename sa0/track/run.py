@@ -23,13 +23,14 @@ from tqdm import tqdm
 from sa0.data.schema import FLAME_FIELDS, ClipMeta, ClipSource, Timestep
 from sa0.data.shards import write_shards
 from sa0.flame.landmarks import LandmarkEmbedding, LandmarkLayer
-from sa0.flame.layer import FlameLayer
 from sa0.fsutil import write_json_atomic
+from sa0.head import HeadModel
 from sa0.track.crop import crop_image, crop_intrinsics, face_boxes, stable_crops
 from sa0.track.detect import LandmarkDetector
-from sa0.track.fit import FitConfig, camera_from_pose, fit_landmarks, intrinsics
+from sa0.track.fit import FitConfig, camera_from_pose, fit_landmarks, intrinsics, project
 from sa0.track.frames import Frame, FrameSource, TrackError
 from sa0.track.overlay import VideoWriter, draw_fit, draw_skipped, mesh_edges
+from sa0.track.photometric import PhotoConfig, loss_regions, photometric_refine
 
 REPORT, OVERLAY = "tracking_report.json", "overlay.mp4"
 
@@ -38,7 +39,8 @@ REPORT, OVERLAY = "tracking_report.json", "overlay.mp4"
 class TrackConfig:
     """size: crop side in pixels; crop_scale: crop side / face size; smooth: crop centre smoothing
     (frames); blur_ratio, max_fit_error: skip rules (module docstring); subject: name in the clip
-    key (default: the input's name); overlay: write overlay.mp4; device: where the fit runs."""
+    key (default: the input's name); overlay: write overlay.mp4; device: where the fit runs;
+    photo: the photometric stage (None: landmarks only)."""
 
     size: int = 512
     crop_scale: float = 2.0
@@ -49,6 +51,7 @@ class TrackConfig:
     overlay: bool = True
     device: str = "cpu"
     fit: FitConfig = field(default_factory=FitConfig)
+    photo: PhotoConfig | None = None
 
 
 def sharpness(image: np.ndarray, box: np.ndarray) -> float:
@@ -115,10 +118,40 @@ def _counts(rows) -> dict:
     return out
 
 
-def track(frames: FrameSource, detector: LandmarkDetector, flame: FlameLayer, embedding: LandmarkEmbedding, out,
+def _photometric(frames, head, layer, used, crops, params, observed, focal, cfg: TrackConfig, times) -> tuple:
+    """Crops of the used frames at the stage's size (a pass over the frames), then the stage."""
+    size = cfg.photo.size
+    by_frame = {k["row"]["frame"]: i for i, k in enumerate(used)}
+    images = np.zeros((len(used), size, size, 3), np.uint8)
+    mattes = np.full((len(used), size, size), 255, np.uint8)
+    Ks = np.zeros((len(used), 3, 3), np.float32)
+    for item in frames.frames():
+        i = by_frame.get(getattr(item, "index", None)) if isinstance(item, Frame) else None
+        if i is None:
+            continue
+        images[i] = crop_image(item.image, crops[i], size)
+        if used[i]["matte"] is not None:
+            mattes[i] = crop_image(used[i]["matte"][0], crops[i], size, source_scale=used[i]["matte"][1])
+        Ks[i] = crop_intrinsics(intrinsics(focal, *used[i]["hw"]), crops[i], size)
+    to_crop = (observed - crops[:, None, :2]) * (size / crops[:, None, 2:3])
+    boxes = face_boxes(np.stack([(k["landmarks"] - c[:2]) * (size / c[2]) for k, c in zip(used, crops)]))
+    regions = loss_regions(boxes, size, cfg.photo.face_box)
+    for i, k in enumerate(used):  # no matte: the background would count as face, so the face box only
+        if k["matte"] is None and cfg.photo.face_box is None:
+            regions[i] = loss_regions(boxes[i:i + 1], size, 0.08)[0]
+    start = time.perf_counter()
+    with tqdm(total=cfg.photo.steps, desc="photometric", unit="step", dynamic_ncols=True) as bar:
+        params, stats = photometric_refine(head, layer, params, Ks, images, mattes, regions, to_crop, cfg.photo,
+                                           cfg.device, progress=bar.update)
+    times["photometric_s"] = time.perf_counter() - start
+    return params, stats
+
+
+def track(frames: FrameSource, detector: LandmarkDetector, head: HeadModel, embedding: LandmarkEmbedding, out,
           cfg: TrackConfig = TrackConfig()) -> dict:
     """Track `frames` into OUT (replaced only when everything is written); -> the report."""
     out = Path(out)
+    flame = head.flame
     times: dict[str, float] = {}
     rows: list[dict] = []
     start = time.perf_counter()
@@ -148,6 +181,14 @@ def track(frames: FrameSource, detector: LandmarkDetector, flame: FlameLayer, em
     crops = stable_crops(face_boxes(np.stack([k["landmarks"] for k in used])), frame_ids, frames.video,
                          cfg.crop_scale, cfg.smooth)
     params = type(result.params)(*(getattr(result.params, f)[sel] for f in FLAME_FIELDS))
+    observed = observed[sel]
+    photo = None
+    if cfg.photo is not None and cfg.photo.steps > 0:
+        params, photo = _photometric(frames, head, layer, used, crops, params, observed, result.focal, cfg, times)
+    with torch.no_grad():
+        hw = torch.as_tensor(sizes[sel], dtype=torch.float32)
+        projected = project(layer(params), result.focal * hw.max(1).values, torch.stack((hw[:, 1], hw[:, 0]), 1) / 2)
+        projected = projected.numpy()
     viewmats, still = camera_from_pose(layer, params)
     with torch.no_grad():
         verts = flame(still).numpy()
@@ -185,7 +226,7 @@ def track(frames: FrameSource, detector: LandmarkDetector, flame: FlameLayer, em
             else:
                 matte = _silhouette(mesh_px, faces_np, cfg.size)
             to_crop = lambda p: (p - crops[i][:2]) * (cfg.size / crops[i][2])  # noqa: E731
-            obs_c, fit_c = to_crop(observed[sel[i]]), to_crop(result.projected[sel[i]])
+            obs_c, fit_c = to_crop(observed[i]), to_crop(projected[i])
             err = float(np.sqrt(np.nanmean(((fit_c - obs_c) ** 2).sum(-1))))
             k["row"]["error_px"] = round(err, 3)
             box = face_boxes(to_crop(k["landmarks"])[None])[0].clip(0, cfg.size)
@@ -205,6 +246,7 @@ def track(frames: FrameSource, detector: LandmarkDetector, flame: FlameLayer, em
             writer.close()
     times["write_s"] = time.perf_counter() - start
     report = _report(frames, rows, result, cfg, times, manifest, meta)
+    report["photometric"] = photo
     write_json_atomic(staging / REPORT, report)
     if out.exists():
         shutil.rmtree(out)
@@ -223,8 +265,9 @@ def _report(frames, rows, result, cfg, times, manifest, meta) -> dict:
         "focal": result.focal, "fit_loss": result.loss,
         "seconds": {k: round(v, 3) for k, v in times.items()},
         "frames_per_second": {"detect": len(rows) / max(times["detect_s"], 1e-9),
-                              "fit": len(used) / max(times["fit_s"], 1e-9)},
-        "config": {k: v for k, v in asdict(cfg).items() if k != "fit"} | {"fit": asdict(cfg.fit)},
+                              "fit": len(used) / max(times["fit_s"], 1e-9)}
+        | ({"photometric": len(used) / max(times["photometric_s"], 1e-9)} if "photometric_s" in times else {}),
+        "config": asdict(cfg),
         "shards": len(manifest["shards"]), "per_frame": rows,
     }
 

@@ -89,3 +89,37 @@ def truth_twin(tracked: Clip, video: SyntheticVideo, report: dict) -> Clip:
     Ks = (to_crop @ video.clip.Ks[used, 0]).astype(np.float32)[:, None]
     flame = FlameTrack(**{k: v[used] for k, v in video.clip.flame.as_dict().items()})
     return dataclasses.replace(tracked, viewmats=video.clip.viewmats[used], Ks=Ks, flame=flame)
+
+
+def _angle_deg(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    rel = a.transpose(1, 2) @ b
+    return torch.rad2deg(torch.arccos(((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))).numpy()
+
+
+def _rot(x) -> torch.Tensor:
+    from smplx.lbs import batch_rodrigues
+
+    return batch_rodrigues(torch.as_tensor(np.asarray(x), dtype=torch.float64))
+
+
+def fit_accuracy(head: HeadModel, layer, video: SyntheticVideo, params: FlameParams, projected: np.ndarray) -> dict:
+    """A fit of all of `video`'s frames (params under VIEW0, projected (T, L, 2) frame pixels) against the
+    truth: clean_rmse_px (fitted landmarks vs the noiseless true ones), vertex_mm (median over frames and
+    front-of-head vertices, brow to chin, after centring each frame: monocular landmarks fix depth only up
+    to the focal length), head_deg / jaw_deg (largest rotation error over frames)."""
+    from sa0.track.fit import camera_from_pose
+
+    clean = float(np.sqrt(((projected - video.landmarks) ** 2).sum(-1).mean()))
+    views, still = camera_from_pose(layer, params)
+    with torch.no_grad():
+        fitted = camera_space(head.flame(still), views)
+    rest = head.flame.v_template
+    face = (rest[:, 2] > 0.03) & (rest[:, 1] > -0.08) & (rest[:, 1] < 0.07)
+    err = fitted[:, face].double() - torch.as_tensor(video.verts_cam)[:, face]
+    err = err - err.mean(1, keepdim=True)
+    true_head = (torch.as_tensor(video.clip.viewmats[:, 0, :3, :3], dtype=torch.float64)
+                 @ _rot(video.clip.flame.global_rot) @ _rot(video.clip.flame.neck))
+    head_err = _angle_deg(true_head, torch.as_tensor(views[:, :3, :3], dtype=torch.float64))
+    jaw_err = _angle_deg(_rot(video.clip.flame.jaw), _rot(params.jaw))
+    return {"clean_rmse_px": clean, "vertex_mm": float(err.norm(dim=-1).median()) * 1000,
+            "head_deg": float(head_err.max()), "jaw_deg": float(jaw_err.max())}
