@@ -1,11 +1,12 @@
 """Refine many subjects as Ray tasks, several subjects batched in a task on GPUs.
 
-    python jobs/refine_batch.py --subjects list.txt [--shards DIR [DIR ...]] [--out out/refine]
+    python jobs/refine_batch.py --subjects list.txt|ID[,ID...] [--shards DIR [DIR ...]] [--out out/refine]
         [--flame-dir DIR] [--uv-resolution 128] [--steps 10000] [--subjects-per-task N]
         [--cpus-per-subject N] [--max-in-flight N] [--mlflow-uri URI | --no-mlflow]
         [--address RAY_ADDRESS] [--generator RUNS/<run>/generator_phase2] [--web] [--set KEY=VALUE ...]
 
-list.txt holds one subject id per line (as in the shards' manifests; '#' starts a comment).
+list.txt holds one subject id per line (as in the shards' manifests; '#' starts a comment); without such
+a file, --subjects takes the ids themselves: --subjects me, or --subjects alice,bob.
 --shards defaults to every shard directory under ./data (each holds a manifest.json).
 Writes OUT/<subject>/{avatar.npz, avatar.ply, metrics.json, preview.mp4}; subjects whose output is
 complete are skipped, so a rerun does no work, and an interrupted subject resumes from its last
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.console import quiet_ray_init
@@ -30,12 +30,13 @@ from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import BadInput, format_table, resolve_shard_dirs
+from sa0.refine.subjects import BadInput, format_table, parse_subjects, resolve_shard_dirs
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subjects", required=True, help="text file with one subject id per line")
+    parser.add_argument("--subjects", required=True, help="text file with one subject id per line, or the ids "
+                                                          "themselves, comma-separated")
     parser.add_argument("--shards", nargs="+", default=None,
                         help="shard directories (make_shards.py output; default: every one under ./data)")
     parser.add_argument("--out", default="out/refine", help="output directory (default out/refine)")
@@ -71,13 +72,10 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     if defaulted:
         print(f"shards: {' '.join(args.shards)}", flush=True)
-    path = Path(args.subjects)
-    if not path.is_file():
-        parser.error(f"--subjects: {path} does not exist")
-    subjects = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-    subjects = [s for s in subjects if s]
-    if not subjects:
-        parser.error(f"--subjects: {path} lists no subjects")
+    try:
+        subjects = parse_subjects(args.subjects)
+    except BadInput as exc:
+        parser.error(str(exc))
     try:
         refine_cfg = apply_overrides(RefineConfig(steps=args.steps), args.set)
     except ValueError as exc:

@@ -40,6 +40,23 @@ def resolve_shard_dirs(shard_dirs=None, root: str = "data") -> list[str]:
     return [str(d) for d in shard_dirs]
 
 
+def parse_subjects(value: str) -> list[str]:
+    """--subjects: a text file with one subject id per line (# comments), or, when no such file
+    exists, the ids themselves separated by commas ("me" or "alice,bob")."""
+    path = Path(value)
+    if path.is_file():
+        subjects = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+        if not [s for s in subjects if s]:
+            raise BadInput(f"--subjects: {path} lists no subjects")
+        return [s for s in subjects if s]
+    if "/" in value or "\\" in value or value.endswith((".txt", ".lst")):
+        raise BadInput(f"--subjects: {path} does not exist")
+    subjects = [s.strip() for s in value.split(",") if s.strip()]
+    if not subjects:
+        raise BadInput(f"--subjects: {value!r} names no subject")
+    return subjects
+
+
 def _sanitised(subject: str) -> str:
     return ClipMeta(subject, "c", "d", "x", "train").key.split("__")[1]
 

@@ -100,3 +100,22 @@ def test_refinement_from_tracked_parameters_is_within_3_5_db_of_refinement_from_
         psnr[name] = refine_subject(head, train, cfg, test=test).metrics["final"]["psnr"]
     assert psnr["truth"] > 18, psnr  # the refinement itself works on these crops
     assert psnr["tracked"] >= psnr["truth"] - 3.5, psnr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_refine_command_track_prints_runs_as_written(tracked, flame_dir, tmp_path):
+    """`track.py` ends with `next: python jobs/refine_batch.py --subjects <name> --shards <out>`: a
+    subject id, not a list file. Run it as printed (short schedule, no MLflow) on the tracked clip."""
+    import os
+    import subprocess
+    import sys
+
+    out, report = tracked
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SA0_FLAME_DIR": flame_dir}
+    job = os.path.abspath("jobs/refine_batch.py")
+    done = subprocess.run([sys.executable, job, "--subjects", report["subject"], "--shards", str(out),
+                           "--uv-resolution", "16", "--steps", "5", "--no-mlflow"], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "refine" / report["subject"] / "avatar.npz").is_file()
