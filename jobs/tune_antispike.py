@@ -1,6 +1,6 @@
 """Sweep the anti-spike weights with Ray Tune on a few validation subjects.
 
-    python jobs/tune_antispike.py --subjects val.txt --shards DIR [DIR ...] --storage DIR
+    python jobs/tune_antispike.py --subjects val.txt|ID[,ID...] --shards DIR [DIR ...] --storage DIR
         [--name antispike] [--samples 8] [--steps 2000] [--max-ar 10] [--mlflow-uri URI]
         [--flame-dir DIR] [--uv-resolution 128] [--address RAY_ADDRESS]
 
@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.refine.refine import RefineConfig
+from sa0.refine.subjects import BadInput, parse_subjects
 from sa0.refine.tune import overrides, tune_antispike
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subjects", required=True)
+    parser.add_argument("--subjects", required=True, help="text file with one subject id per line, or the ids "
+                                                          "themselves, comma-separated")
     parser.add_argument("--shards", nargs="+", required=True)
     parser.add_argument("--storage", required=True, help="directory that holds the Tune experiment")
     parser.add_argument("--name", default="antispike")
@@ -34,10 +35,10 @@ def main(argv=None) -> int:
     parser.add_argument("--uv-resolution", type=int, default=128)
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
-    subjects = [s.split("#")[0].strip() for s in Path(args.subjects).read_text().splitlines()]
-    subjects = [s for s in subjects if s]
-    if not subjects:
-        parser.error(f"--subjects: {args.subjects} lists no subjects")
+    try:
+        subjects = parse_subjects(args.subjects)
+    except BadInput as exc:
+        parser.error(str(exc))
     import ray
 
     ray.init(address=args.address)
