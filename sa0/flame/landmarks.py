@@ -13,6 +13,7 @@ compare them), with the joints regressed from the full shaped mesh through preco
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,6 +141,14 @@ class LandmarkLayer(torch.nn.Module):
 
     def forward(self, params: FlameParams) -> torch.Tensor:
         return self.forward_with_joints(params)[0]
+
+    def moved(self, device: torch.device | str) -> "LandmarkLayer":
+        """This layer on `device`: itself if it is there, else a copy (nn.Module.to would move this one
+        in place, under every caller that holds it)."""
+        device, here = torch.device(device), self.v_template.device
+        if device.type == here.type and device.index in (None, here.index):
+            return self
+        return copy.deepcopy(self).to(device)
 
 
 def landmarks_from_vertices(verts: torch.Tensor, faces: torch.Tensor, embedding: LandmarkEmbedding) -> torch.Tensor:

@@ -45,10 +45,10 @@ def parse_subjects(value: str) -> list[str]:
     exists, the ids themselves separated by commas ("me" or "alice,bob")."""
     path = Path(value)
     if path.is_file():
-        subjects = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
-        if not [s for s in subjects if s]:
+        subjects = [s for s in (line.split("#")[0].strip() for line in path.read_text().splitlines()) if s]
+        if not subjects:
             raise BadInput(f"--subjects: {path} lists no subjects")
-        return [s for s in subjects if s]
+        return subjects
     if "/" in value or "\\" in value or value.endswith((".txt", ".lst")):
         raise BadInput(f"--subjects: {path} does not exist")
     subjects = [s.strip() for s in value.split(",") if s.strip()]

@@ -92,7 +92,7 @@ def fit_landmarks(layer: LandmarkLayer, observed: np.ndarray, sizes: np.ndarray,
     progress: called with 1 after each Adam step (a progress bar's update)."""
     device = torch.device(device)
     dtype = torch.float32
-    layer = layer.to(device)
+    layer = layer.moved(device)
     obs = torch.as_tensor(observed, dtype=dtype, device=device)
     seen = torch.isfinite(obs).all(-1)
     if not seen.any(1).all():

@@ -23,7 +23,7 @@ from sa0.flame.landmarks import LandmarkLayer
 from sa0.gaussians import bind, init_local_gaussians
 from sa0.head import HeadModel
 from sa0.render.api import render
-from sa0.track.fit import VIEW0, _cauchy
+from sa0.track.fit import VIEW0, _cauchy, project
 from sa0.types import Cameras, FlameParams, LocalGaussians
 
 
@@ -70,12 +70,15 @@ def loss_regions(boxes: np.ndarray, size: int, grow: float | None) -> np.ndarray
 
 def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParams, Ks: np.ndarray,
                        images: np.ndarray, mattes: np.ndarray, regions: np.ndarray, observed: np.ndarray,
-                       cfg: PhotoConfig,
-                       device: str | torch.device = "cpu", progress=None) -> tuple[FlameParams, dict]:
+                       cfg: PhotoConfig, device: str | torch.device = "cpu",
+                       progress=None) -> tuple[FlameParams, dict]:
     """params: landmark-fit FlameParams (T, ...) under VIEW0; Ks (T, 3, 3) crop intrinsics at
-    images' size (T, S, S, 3) uint8; mattes (T, S, S) uint8; regions (T, S, S) (loss_regions); observed (T, L, 2) crop-pixel landmarks (NaN:
-    unseen). -> polished params and {"l1_before", "l1_after"} (masked L1 over all frames)."""
+    images' size (T, S, S, 3) uint8; mattes (T, S, S) uint8; regions (T, S, S) (loss_regions);
+    observed (T, L, 2) crop-pixel landmarks (NaN: unseen). -> polished params (CPU) and
+    {"l1_before", "l1_after"} (masked L1 over all frames)."""
     device = torch.device(device)
+    head = head if head.faces.device == device else head.to(device)
+    layer = layer.moved(device)
     t_count, size = images.shape[0], images.shape[1]
     start = FlameParams(*(getattr(params, f.name).to(device) for f in fields(params)))
     num_e = min(cfg.num_expression, start.expression.shape[1])
@@ -95,7 +98,6 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
     obs = torch.where(seen[..., None], obs, torch.zeros_like(obs))
     black = torch.zeros(3, device=device)
     render_cfg = RenderConfig()
-    head = head.to(device) if device.type != "cpu" else head
 
     def posed(idx):
         p = {f.name: getattr(start, f.name)[idx] for f in fields(start)}
@@ -105,7 +107,7 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
                                      p["expression"][:, num_e:]), 1)
         return FlameParams(**p)
 
-    def frame_loss(idx, with_grad=True):
+    def frame_loss(idx):
         p = posed(idx)
         verts = head.flame(p)
         local = LocalGaussians(local0.positions + offsets, local0.rotations, local0.log_scales,
@@ -117,10 +119,7 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
             diff = (out.image[0] - target[t]).abs() * weight[t]
             l1.append(diff.sum() / weight[t].sum().clamp(min=1) / 3)
         l1 = torch.stack(l1)
-        lmk = layer(p)
-        cam = lmk @ view[:3, :3].T
-        pix = cam[..., :2] / cam[..., 2:].clamp(min=1e-3) * torch.stack((Ks_t[idx, 0, 0], Ks_t[idx, 1, 1]), -1)[:, None]
-        pix = pix + Ks_t[idx, None, :2, 2]
+        pix = project(layer(p), Ks_t[idx, 0, 0], Ks_t[idx, :2, 2])  # square crops: fx = fy
         r2 = (pix - obs[idx]).pow(2).sum(-1)
         anchor = (_cauchy(r2, 2.0) * seen[idx]).sum(1)
         return l1, anchor

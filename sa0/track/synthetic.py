@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from smplx.lbs import batch_rodrigues
 
 from sa0.data.schema import Clip
 from sa0.data.synthetic import DOMAINS, make_subject, render_clip
 from sa0.flame.landmarks import LandmarkEmbedding, landmarks_from_vertices
 from sa0.head import HeadModel
 from sa0.track.detect import Detection, ProjectedDetector, full_landmarks
+from sa0.track.fit import camera_from_pose, intrinsics
 from sa0.types import FlameParams
 
 
@@ -81,7 +83,6 @@ def truth_twin(tracked: Clip, video: SyntheticVideo, report: dict) -> Clip:
     import dataclasses
 
     from sa0.data.schema import FlameTrack
-    from sa0.track.fit import intrinsics
 
     used = np.array([r["frame"] for r in report["per_frame"] if r["status"] == "used"])
     h, w = video.frames.shape[1:3]
@@ -97,8 +98,6 @@ def _angle_deg(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def _rot(x) -> torch.Tensor:
-    from smplx.lbs import batch_rodrigues
-
     return batch_rodrigues(torch.as_tensor(np.asarray(x), dtype=torch.float64))
 
 
@@ -107,8 +106,6 @@ def fit_accuracy(head: HeadModel, layer, video: SyntheticVideo, params: FlamePar
     truth: clean_rmse_px (fitted landmarks vs the noiseless true ones), vertex_mm (median over frames and
     front-of-head vertices, brow to chin, after centring each frame: monocular landmarks fix depth only up
     to the focal length), head_deg / jaw_deg (largest rotation error over frames)."""
-    from sa0.track.fit import camera_from_pose
-
     clean = float(np.sqrt(((projected - video.landmarks) ** 2).sum(-1).mean()))
     views, still = camera_from_pose(layer, params)
     with torch.no_grad():

@@ -70,3 +70,17 @@ def test_embedding_reader_names_file_and_key(tmp_path, flame_dir):
     np.savez(tmp_path / "mediapipe_landmark_embedding.npz", **bad)
     with pytest.raises(FlameFileError, match="landmark_indices' must be distinct MediaPipe ids"):
         load_mediapipe_embedding(tmp_path)
+
+
+def test_moving_a_landmark_layer_copies_it_and_leaves_the_callers_where_it_was(head, embedding):
+    """fit_landmarks and the photometric stage take the caller's layer to their device; nn.Module.to
+    alone would move the caller's in place (then a CPU pass after a CUDA fit fails). Meta device."""
+    import torch
+
+    from sa0.flame.landmarks import LandmarkLayer
+
+    layer = LandmarkLayer(head.flame, embedding)
+    assert layer.moved("cpu") is layer
+    moved = layer.moved("meta")
+    assert moved is not layer and moved.v_template.device.type == "meta"
+    assert layer.v_template.device == torch.device("cpu") and layer.shapedirs.device == torch.device("cpu")

@@ -36,3 +36,14 @@ def test_loss_regions_cover_the_crop_or_the_grown_landmark_box():
     box = loss_regions(boxes, 64, 0.1)[0]
     assert box[30, 20] == 1 and box[30, 45] == 0 and box[5, 20] == 0
     assert box.sum() == pytest.approx(24 * 24, abs=2 * 24 + 1)  # 20 px grown by 2 px each side
+
+
+@pytest.mark.gpu
+def test_tracking_with_the_photometric_stage_on_cuda_matches_cpu(tmp_path, head, embedding, video, short):
+    """Fit and photometric stage on CUDA, the clip written from CPU: same frames, landmark error
+    within 0.1 px of the CPU run (float order differs)."""
+    photo = PhotoConfig(steps=10, warmup=2, size=64, frames_per_step=2)
+    runs = {dev: track(short, truth_detector(video, noise_px=1.0), head, embedding, tmp_path / dev,
+                       TrackConfig(size=128, overlay=False, device=dev, photo=photo)) for dev in ("cpu", "cuda")}
+    assert runs["cuda"]["frames_used"] == runs["cpu"]["frames_used"] == 8
+    assert abs(runs["cuda"]["reprojection_px"]["median"] - runs["cpu"]["reprojection_px"]["median"]) < 0.1
