@@ -112,26 +112,28 @@ def reset_native() -> None:
 
 
 class _NativeRasterize(torch.autograd.Function):
+    """Per-Gaussian inputs (of every camera, b * N + n) in, per-Gaussian gradients out: the kernel
+    reads each (tile, Gaussian) entry through lists.gauss and sums entry gradients per Gaussian."""
+
     @staticmethod
     def forward(ctx, means, conics, opacities, colors, background, lists: TileLists, width, height, tile_size, alpha_max,
                 kernel: int):
         module = _state["module"]
-        args = (lists.start, lists.count, background.contiguous(), width, height, tile_size, lists.tiles_x,
-                lists.tiles_y, alpha_max, kernel)
-        image, trans, used = module.forward(means, conics, opacities, colors, *args)
+        background = background.contiguous()
+        settings = (width, height, tile_size, lists.tiles_x, lists.tiles_y, alpha_max, kernel)
+        image, trans, used = module.forward(means, conics, opacities, colors, lists.gauss, lists.start, lists.count,
+                                            background, *settings)
         ctx.save_for_backward(means, conics, opacities, colors, background, image, trans, used)
-        ctx.lists, ctx.settings = lists, (width, height, tile_size, alpha_max, kernel)
+        ctx.lists, ctx.settings = lists, settings
         return image, (1.0 - trans)[..., None]
 
     @staticmethod
     def backward(ctx, grad_image, grad_alpha):
         means, conics, opacities, colors, background, image, trans, used = ctx.saved_tensors
-        width, height, tile_size, alpha_max, kernel = ctx.settings
         lists = ctx.lists
         g_means, g_conics, g_opac, g_colors = _state["module"].backward(
-            means, conics, opacities, colors, lists.start, lists.count, background.contiguous(), image, trans, used,
-            grad_image.contiguous(), grad_alpha[..., 0].contiguous(), width, height, tile_size,
-            lists.tiles_x, lists.tiles_y, alpha_max, kernel,
+            means, conics, opacities, colors, lists.gauss, lists.start, lists.count, background, image, trans, used,
+            grad_image.contiguous(), grad_alpha[..., 0].contiguous(), *ctx.settings,
         )
         g_bg = (grad_image * trans[..., None]).sum((1, 2))
         return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None, None
@@ -161,14 +163,12 @@ def rasterize_native(
     kernel = kernel_choice()  # one choice for the binning and both kernel calls
     binned = native_bins if kernel != "plain" else bin_gaussians
     lists = binned(proj, width, height, tile_size)
-    entries = lists.gauss
     c = colors.shape[-1]
-    # Gathered per entry: contiguous reads in the kernel; autograd sums entry gradients per Gaussian.
     return _NativeRasterize.apply(
-        proj.means2d.reshape(-1, 2)[entries].contiguous(),
-        proj.conics.reshape(-1, 3)[entries].contiguous(),
-        opacities.reshape(-1)[entries].contiguous(),
-        colors.reshape(-1, c)[entries].contiguous(),
+        proj.means2d.reshape(-1, 2).contiguous(),
+        proj.conics.reshape(-1, 3).contiguous(),
+        opacities.reshape(-1).contiguous(),
+        colors.reshape(-1, c).contiguous(),
         background,
         lists,
         width,

@@ -32,14 +32,6 @@ struct Tile {
   int64_t pixel(const Grid& g, int64_t ly, int64_t lx) const { return (cam * g.height + y0 + ly) * g.width + x0 + lx; }
 };
 
-// Per entry of a tile: the power above which alpha is surely below 1/255 (ln(255 o) plus a margin,
-// so the exact comparison still decides every borderline case). Skips most exp() calls.
-template <typename scalar_t>
-void power_cutoffs(const scalar_t* opacities, int64_t s, int64_t n, std::vector<scalar_t>& cutoff) {
-  cutoff.resize(n);
-  for (int64_t k = 0; k < n; ++k)
-    cutoff[k] = std::log(std::max(opacities[s + k], scalar_t(1e-30)) / scalar_t(kAlphaThreshold)) + scalar_t(1e-3);
-}
 
 // The pixels [bx0, bx1) x [by0, by1) of the tile (local coordinates, tile origin x0, y0, size w x h)
 // whose centres can have power <= cutoff: |dx| <= sqrt(2 cutoff (Q^-1)_xx), likewise dy, for the
@@ -61,12 +53,27 @@ inline void entry_box(const scalar_t* mean, const scalar_t* conic, scalar_t cuto
   by1 = std::min<int64_t>(h, static_cast<int64_t>(std::ceil(std::min(double(h) + 1.0, my + ey + mgy))) + 1);
 }
 
-// The compositing inputs of one call: per (tile, Gaussian) entry, sorted by tile then depth.
+// The compositing inputs of one call: per Gaussian (of every camera, b * N + n) its 2D mean, conic,
+// opacity and colour; the (tile, Gaussian) entries, sorted by tile then depth, name them by `gauss`.
 template <typename scalar_t>
 struct Entries {
-  const scalar_t *means, *conics, *opacities, *colors;  // (I, 2), (I, 3), (I,), (I, C)
-  const int64_t *start, *count;                          // (B * tiles,)
+  const scalar_t *means, *conics, *opacities, *colors;  // (B N, 2), (B N, 3), (B N,), (B N, C)
+  const int64_t *gauss, *start, *count;                  // (I,), (B * tiles,), (B * tiles,)
+  int64_t channels;
+  const scalar_t* mean(int64_t e) const { return means + 2 * gauss[e]; }
+  const scalar_t* conic(int64_t e) const { return conics + 3 * gauss[e]; }
+  scalar_t opacity(int64_t e) const { return opacities[gauss[e]]; }
+  const scalar_t* color(int64_t e) const { return colors + channels * gauss[e]; }
 };
+
+// Per entry of a tile: the power above which alpha is surely below 1/255 (ln(255 o) plus a margin,
+// so the exact comparison still decides every borderline case). Skips most exp() calls.
+template <typename scalar_t>
+void power_cutoffs(const Entries<scalar_t>& in, int64_t s, int64_t n, std::vector<scalar_t>& cutoff) {
+  cutoff.resize(n);
+  for (int64_t k = 0; k < n; ++k)
+    cutoff[k] = std::log(std::max(in.opacity(s + k), scalar_t(1e-30)) / scalar_t(kAlphaThreshold)) + scalar_t(1e-3);
+}
 
 // What a forward writes per pixel, and what a backward reads and writes.
 template <typename scalar_t>
@@ -80,7 +87,9 @@ struct BackwardIo {
   const scalar_t *image, *trans;
   const int32_t* used_end;
   const scalar_t *grad_image, *grad_alpha;
-  scalar_t *g_means, *g_conics, *g_opacities, *g_colors;  // per entry, zero-initialised
+  scalar_t* grads;  // per entry a row of 6 + C, zero-initialised: d mean (2), d conic (3), d opacity, d colour
+  int64_t stride;   // 6 + C; rasterize_cpu.cpp then sums the rows per Gaussian
+  scalar_t* row(int64_t e) const { return grads + stride * e; }
 };
 
 // AVX2 versions of the boxed loops (rasterize_avx2.cpp), float only; 8 pixels of a tile row at once.

@@ -110,15 +110,15 @@ __attribute__((target("avx2"))) void forward_simd(const Grid& g, int64_t tile, c
   done.assign(P, 0.0f);  // all-ones bits where the pixel has stopped
   end.assign(P, 0);
   int64_t remaining = t.w * t.h;
-  power_cutoffs(in.opacities, s, n, cutoff);
+  power_cutoffs(in, s, n, cutoff);
   const __m256 amax = _mm256_set1_ps(alpha_max), one = _mm256_set1_ps(1.0f);
   const __m256 tmin = _mm256_set1_ps(float(kTransmittanceMin));
   for (int64_t k = 0; k < n && remaining > 0; ++k) {
     const int64_t e = s + k;
-    const float *mean = in.means + 2 * e, *conic = in.conics + 3 * e, *c = in.colors + C * e;
+    const float *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
     entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
-    const Splat sp = splat_of(mean, conic, cutoff[k], in.opacities[e]);
+    const Splat sp = splat_of(mean, conic, cutoff[k], in.opacity(e));
     const __m256i next_end = _mm256_set1_epi32(static_cast<int32_t>(k + 1));
     for (int64_t ly = by0; ly < by1; ++ly) {
       const __m256 y = _mm256_set1_ps(float(t.y0 + ly) + 0.5f);
@@ -185,14 +185,14 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
       last_used = std::max(last_used, end[p]);
     }
   }
-  power_cutoffs(in.opacities, s, in.count[tile], cutoff);
+  power_cutoffs(in, s, in.count[tile], cutoff);
   const __m256 amax = _mm256_set1_ps(alpha_max), one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
   for (int64_t k = 0; k < last_used; ++k) {
     const int64_t e = s + k;
-    const float *mean = in.means + 2 * e, *conic = in.conics + 3 * e, *c = in.colors + C * e;
+    const float *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
     entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
-    const Splat sp = splat_of(mean, conic, cutoff[k], in.opacities[e]);
+    const Splat sp = splat_of(mean, conic, cutoff[k], in.opacity(e));
     const __m256i kk = _mm256_set1_epi32(static_cast<int32_t>(k));
     __m256 g_o = _mm256_setzero_ps(), g_c0 = g_o, g_c1 = g_o, g_c2 = g_o, g_m0 = g_o, g_m1 = g_o;
     std::fill(gcol.begin(), gcol.end(), 0.0f);
@@ -235,13 +235,13 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
         _mm256_storeu_ps(&T[p], _mm256_blendv_ps(Tp, _mm256_mul_ps(Tp, _mm256_sub_ps(one, l.alpha)), valid));
       }
     }
-    io.g_opacities[e] = lane_sum(g_o);
-    io.g_conics[3 * e + 0] = lane_sum(g_c0);
-    io.g_conics[3 * e + 1] = lane_sum(g_c1);
-    io.g_conics[3 * e + 2] = lane_sum(g_c2);
-    io.g_means[2 * e + 0] = lane_sum(g_m0);
-    io.g_means[2 * e + 1] = lane_sum(g_m1);
-    for (int64_t ch = 0; ch < C; ++ch) io.g_colors[C * e + ch] = lane_sum(_mm256_loadu_ps(&gcol[8 * ch]));
+    io.row(e)[5] = lane_sum(g_o);
+    io.row(e)[2] = lane_sum(g_c0);
+    io.row(e)[3] = lane_sum(g_c1);
+    io.row(e)[4] = lane_sum(g_c2);
+    io.row(e)[0] = lane_sum(g_m0);
+    io.row(e)[1] = lane_sum(g_m1);
+    for (int64_t ch = 0; ch < C; ++ch) io.row(e)[6 + ch] = lane_sum(_mm256_loadu_ps(&gcol[8 * ch]));
   }
 }
 

@@ -1,15 +1,16 @@
 // sa0 native CPU rasteriser: 3DGS compositing forward and its exact backward.
 //
-// Inputs are per (tile, Gaussian) entry, sorted by tile then depth (binning_cpu.cpp or torch):
-// means (I, 2), conics (I, 3) as (xx, xy, yy) of the inverse 2D covariance, opacities (I,),
-// colours (I, C); tile_start / tile_count (B * tiles,) index into the entries.
+// Inputs are per Gaussian of every camera (g = b N + n): means (G, 2), conics (G, 3) as (xx, xy, yy)
+// of the inverse 2D covariance, opacities (G,), colours (G, C); and the (tile, Gaussian) entries
+// sorted by tile then depth (binning_cpu.cpp or torch): gauss (I,) names each entry's Gaussian,
+// tile_start / tile_count (B * tiles,) index into the entries.
 // Semantics match sa0/render/dense.py: alpha = min(alpha_max, o exp(-power)), skipped when
 // power < 0 or alpha < 1/255, a pixel stops before the entry that would bring its
 // transmittance to <= 1e-4; colour = sum alpha_k T_k c_k + T_final background.
 //
 // Work is split over tiles on torch's thread pool (torch.get_num_threads()), taken one at a time.
-// The backward writes gradients per entry (each entry belongs to one tile, so to one thread);
-// torch then sums entries per Gaussian. Results do not depend on the number of threads.
+// The backward writes gradients per entry (each entry belongs to one tile, so to one thread), then
+// sums each Gaussian's entries in entry order. Results do not depend on the number of threads.
 //
 // Three loop orders, chosen per call by `kernel`:
 //   0 plain: every pixel of a tile against every entry of the tile (the obvious loop; the twin);
@@ -62,10 +63,10 @@ void forward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
   end.assign(TS * TS, 0);
   done.assign(TS * TS, 0);
   int64_t remaining = t.w * t.h;
-  power_cutoffs(in.opacities, s, n, cutoff);
+  power_cutoffs(in, s, n, cutoff);
   for (int64_t k = 0; k < n && remaining > 0; ++k) {
     const int64_t e = s + k;
-    const scalar_t *mean = in.means + 2 * e, *conic = in.conics + 3 * e, *c = in.colors + C * e;
+    const scalar_t *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
     entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
     for (int64_t ly = by0; ly < by1; ++ly) {
@@ -75,7 +76,7 @@ void forward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
         if (done[p]) continue;
         const scalar_t x = scalar_t(t.x0 + lx) + scalar_t(0.5);
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(mean, conic, in.opacities[e], cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
+        if (!eval_alpha(mean, conic, in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
         const scalar_t next_T = T[p] * (scalar_t(1) - alpha);
         if (next_T <= scalar_t(kTransmittanceMin)) {
           done[p] = 1;
@@ -122,10 +123,10 @@ void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
       last_used = std::max(last_used, io.used_end[pix]);
     }
   }
-  power_cutoffs(in.opacities, s, in.count[tile], cutoff);
+  power_cutoffs(in, s, in.count[tile], cutoff);
   for (int64_t k = 0; k < last_used; ++k) {
     const int64_t e = s + k;
-    const scalar_t *mean = in.means + 2 * e, *conic = in.conics + 3 * e, *c = in.colors + C * e;
+    const scalar_t *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
     entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
     scalar_t g_o = 0, g_c0 = 0, g_c1 = 0, g_c2 = 0, g_m0 = 0, g_m1 = 0;
@@ -137,7 +138,7 @@ void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
         if (k >= io.used_end[pix]) continue;
         const scalar_t x = scalar_t(t.x0 + lx) + scalar_t(0.5);
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(mean, conic, in.opacities[e], cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
+        if (!eval_alpha(mean, conic, in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
         const scalar_t* gc = io.grad_image + pix * C;
         const scalar_t wgt = alpha * T[p];
         scalar_t dot = 0;
@@ -162,13 +163,13 @@ void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
         T[p] *= scalar_t(1) - alpha;
       }
     }
-    io.g_opacities[e] = g_o;
-    io.g_conics[3 * e + 0] = g_c0;
-    io.g_conics[3 * e + 1] = g_c1;
-    io.g_conics[3 * e + 2] = g_c2;
-    io.g_means[2 * e + 0] = g_m0;
-    io.g_means[2 * e + 1] = g_m1;
-    for (int64_t ch = 0; ch < C; ++ch) io.g_colors[C * e + ch] = gcol[ch];
+    io.row(e)[5] = g_o;
+    io.row(e)[2] = g_c0;
+    io.row(e)[3] = g_c1;
+    io.row(e)[4] = g_c2;
+    io.row(e)[0] = g_m0;
+    io.row(e)[1] = g_m1;
+    for (int64_t ch = 0; ch < C; ++ch) io.row(e)[6 + ch] = gcol[ch];
   }
 }
 
@@ -180,7 +181,7 @@ void forward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
   acc.resize(C);
   const Tile t(g, tile);
   const int64_t s = in.start[tile], n = in.count[tile];
-  power_cutoffs(in.opacities, s, n, cutoff);
+  power_cutoffs(in, s, n, cutoff);
   for (int64_t ly = 0; ly < t.h; ++ly) {
     for (int64_t lx = 0; lx < t.w; ++lx) {
       std::fill(acc.begin(), acc.end(), scalar_t(0));
@@ -190,13 +191,13 @@ void forward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
       for (int64_t k = 0; k < n; ++k) {
         const int64_t e = s + k;
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(in.means + 2 * e, in.conics + 3 * e, in.opacities[e], cutoff[k], x, y, alpha_max, dx, dy,
+        if (!eval_alpha(in.mean(e), in.conic(e), in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy,
                         falloff, raw, alpha))
           continue;
         const scalar_t next_T = T * (scalar_t(1) - alpha);
         if (next_T <= scalar_t(kTransmittanceMin)) break;
         const scalar_t w = alpha * T;
-        const scalar_t* c = in.colors + C * e;
+        const scalar_t* c = in.color(e);
         for (int64_t ch = 0; ch < C; ++ch) acc[ch] += w * c[ch];
         T = next_T;
         end = static_cast<int32_t>(k + 1);
@@ -216,7 +217,7 @@ void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
   thread_local std::vector<scalar_t> cutoff;
   const Tile t(g, tile);
   const int64_t s = in.start[tile];
-  power_cutoffs(in.opacities, s, in.count[tile], cutoff);
+  power_cutoffs(in, s, in.count[tile], cutoff);
   for (int64_t ly = 0; ly < t.h; ++ly) {
     for (int64_t lx = 0; lx < t.w; ++lx) {
       const int64_t pix = t.pixel(g, ly, lx);
@@ -228,14 +229,14 @@ void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
       scalar_t T = 1, prefix = 0;
       for (int64_t k = 0; k < io.used_end[pix]; ++k) {
         const int64_t e = s + k;
-        const scalar_t* conic = in.conics + 3 * e;
+        const scalar_t* conic = in.conic(e);
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(in.means + 2 * e, conic, in.opacities[e], cutoff[k], x, y, alpha_max, dx, dy, falloff, raw,
+        if (!eval_alpha(in.mean(e), conic, in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy, falloff, raw,
                         alpha))
           continue;
         const scalar_t w = alpha * T;
-        const scalar_t* c = in.colors + C * e;
-        scalar_t* gcol = io.g_colors + C * e;
+        const scalar_t* c = in.color(e);
+        scalar_t* gcol = io.row(e) + 6;
         scalar_t dot = 0;
         for (int64_t ch = 0; ch < C; ++ch) {
           dot += gc[ch] * c[ch];
@@ -246,12 +247,12 @@ void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
         const scalar_t g_alpha = T * dot - (total - prefix) * inv + ga_tf * inv;
         if (raw < alpha_max) {
           const scalar_t g_power = -raw * g_alpha;
-          io.g_opacities[e] += falloff * g_alpha;
-          io.g_conics[3 * e + 0] += scalar_t(0.5) * g_power * dx * dx;
-          io.g_conics[3 * e + 1] += g_power * dx * dy;
-          io.g_conics[3 * e + 2] += scalar_t(0.5) * g_power * dy * dy;
-          io.g_means[2 * e + 0] -= g_power * (conic[0] * dx + conic[1] * dy);
-          io.g_means[2 * e + 1] -= g_power * (conic[1] * dx + conic[2] * dy);
+          io.row(e)[5] += falloff * g_alpha;
+          io.row(e)[2] += scalar_t(0.5) * g_power * dx * dx;
+          io.row(e)[3] += g_power * dx * dy;
+          io.row(e)[4] += scalar_t(0.5) * g_power * dy * dy;
+          io.row(e)[0] -= g_power * (conic[0] * dx + conic[1] * dy);
+          io.row(e)[1] -= g_power * (conic[1] * dx + conic[2] * dy);
         }
         T *= scalar_t(1) - alpha;
       }
@@ -278,20 +279,20 @@ void parallel_tiles(const at::Tensor& count, const F& body) {
 }
 
 void check_inputs(const at::Tensor& means, const at::Tensor& conics, const at::Tensor& opacities,
-                  const at::Tensor& colors, const at::Tensor& start, const at::Tensor& count,
-                  const at::Tensor& background) {
+                  const at::Tensor& colors, const at::Tensor& gauss, const at::Tensor& start,
+                  const at::Tensor& count, const at::Tensor& background) {
   for (const auto* t : {&means, &conics, &opacities, &colors, &background}) {
     TORCH_CHECK(t->device().is_cpu(), "sa0 native rasteriser: CPU tensors only");
     TORCH_CHECK(t->is_contiguous(), "sa0 native rasteriser: contiguous tensors only");
     TORCH_CHECK(t->scalar_type() == means.scalar_type(), "sa0 native rasteriser: mixed dtypes");
   }
-  TORCH_CHECK(start.scalar_type() == at::kLong && count.scalar_type() == at::kLong,
-              "sa0 native rasteriser: tile_start/tile_count must be int64");
-  TORCH_CHECK(start.is_contiguous() && count.is_contiguous(), "tile lists must be contiguous");
-  TORCH_CHECK(means.dim() == 2 && means.size(1) == 2, "means must be (I, 2)");
-  TORCH_CHECK(conics.dim() == 2 && conics.size(1) == 3, "conics must be (I, 3)");
-  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == means.size(0), "colors must be (I, C)");
-  TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == means.size(0), "opacities must be (I,)");
+  for (const auto* t : {&gauss, &start, &count})
+    TORCH_CHECK(t->scalar_type() == at::kLong && t->is_contiguous() && t->dim() == 1,
+                "sa0 native rasteriser: tile lists must be contiguous int64 vectors");
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 2, "means must be (G, 2)");
+  TORCH_CHECK(conics.dim() == 2 && conics.size(1) == 3 && conics.size(0) == means.size(0), "conics must be (G, 3)");
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == means.size(0), "colors must be (G, C)");
+  TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == means.size(0), "opacities must be (G,)");
 }
 
 Grid make_grid(int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x, int64_t tiles_y,
@@ -304,9 +305,11 @@ Grid make_grid(int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x
 
 template <typename scalar_t>
 Entries<scalar_t> entries_of(const at::Tensor& means, const at::Tensor& conics, const at::Tensor& opacities,
-                             const at::Tensor& colors, const at::Tensor& start, const at::Tensor& count) {
+                             const at::Tensor& colors, const at::Tensor& gauss, const at::Tensor& start,
+                             const at::Tensor& count) {
   return {means.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
-          colors.data_ptr<scalar_t>(), start.data_ptr<int64_t>(), count.data_ptr<int64_t>()};
+          colors.data_ptr<scalar_t>(), gauss.data_ptr<int64_t>(), start.data_ptr<int64_t>(),
+          count.data_ptr<int64_t>(), colors.size(1)};
 }
 
 template <typename scalar_t>
@@ -327,6 +330,33 @@ void backward_tile(int64_t kernel, const Grid& g, int64_t tile, const Entries<sc
   (kernel == 1 ? backward_boxed<scalar_t> : backward_plain<scalar_t>)(g, tile, in, alpha_max, io);
 }
 
+// Per-entry gradient rows (I, K) summed per Gaussian (G, K): the entries of each Gaussian, found by
+// a counting sort of the entries by Gaussian, added in entry order, Gaussians in parallel.
+// Deterministic for any thread count.
+at::Tensor sum_per_gaussian(const at::Tensor& rows, const at::Tensor& gauss, int64_t G) {
+  const int64_t I = rows.size(0), K = rows.size(1);
+  const int64_t* gid = gauss.data_ptr<int64_t>();
+  std::vector<int64_t> first(G + 1, 0), members(I);
+  for (int64_t e = 0; e < I; ++e) {
+    TORCH_CHECK(gid[e] >= 0 && gid[e] < G, "sa0 native rasteriser: an entry names Gaussian ", gid[e], " of ", G);
+    ++first[gid[e] + 1];
+  }
+  for (int64_t i = 0; i < G; ++i) first[i + 1] += first[i];
+  std::vector<int64_t> cursor(first.begin(), first.end() - 1);
+  for (int64_t e = 0; e < I; ++e) members[cursor[gid[e]]++] = e;
+  auto out = at::zeros({G, K}, rows.options());
+  AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "sa0_sum_per_gaussian", [&] {
+    const scalar_t* src = rows.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, G, 2048, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i)
+        for (int64_t j = first[i]; j < first[i + 1]; ++j)
+          for (int64_t k = 0; k < K; ++k) dst[i * K + k] += src[members[j] * K + k];
+    });
+  });
+  return out;
+}
+
 // The loop order a call runs: simd only for float on a CPU with AVX2, else boxed.
 int64_t effective_kernel(int64_t kernel, at::ScalarType dtype) {
   TORCH_CHECK(kernel >= 0 && kernel <= 2, "kernel must be 0 (plain), 1 (boxed) or 2 (simd)");
@@ -335,10 +365,10 @@ int64_t effective_kernel(int64_t kernel, at::ScalarType dtype) {
 }
 
 std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
-                                          at::Tensor colors, at::Tensor start, at::Tensor count,
+                                          at::Tensor colors, at::Tensor gauss, at::Tensor start, at::Tensor count,
                                           at::Tensor background, int64_t width, int64_t height, int64_t tile_size,
                                           int64_t tiles_x, int64_t tiles_y, double alpha_max, int64_t kernel) {
-  check_inputs(means, conics, opacities, colors, start, count, background);
+  check_inputs(means, conics, opacities, colors, gauss, start, count, background);
   const Grid g = make_grid(width, height, tile_size, tiles_x, tiles_y, colors, count, background);
   const int64_t B = background.size(0);
   kernel = effective_kernel(kernel, means.scalar_type());
@@ -346,7 +376,7 @@ std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, a
   auto trans = at::empty({B, height, width}, means.options());
   auto used = at::empty({B, height, width}, means.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sa0_rasterize_forward", [&] {
-    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, start, count);
+    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, gauss, start, count);
     const ForwardOut<scalar_t> out{image.data_ptr<scalar_t>(), trans.data_ptr<scalar_t>(), used.data_ptr<int32_t>()};
     const scalar_t* bg = background.data_ptr<scalar_t>();
     const scalar_t amax = static_cast<scalar_t>(alpha_max);
@@ -356,30 +386,28 @@ std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, a
 }
 
 std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
-                                           at::Tensor colors, at::Tensor start, at::Tensor count,
+                                           at::Tensor colors, at::Tensor gauss, at::Tensor start, at::Tensor count,
                                            at::Tensor background, at::Tensor image, at::Tensor trans,
                                            at::Tensor used, at::Tensor grad_image, at::Tensor grad_alpha,
                                            int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x,
                                            int64_t tiles_y, double alpha_max, int64_t kernel) {
-  check_inputs(means, conics, opacities, colors, start, count, background);
+  check_inputs(means, conics, opacities, colors, gauss, start, count, background);
   const Grid g = make_grid(width, height, tile_size, tiles_x, tiles_y, colors, count, background);
   kernel = effective_kernel(kernel, means.scalar_type());
   grad_image = grad_image.contiguous();
   grad_alpha = grad_alpha.contiguous();
-  auto g_means = at::zeros_like(means);
-  auto g_conics = at::zeros_like(conics);
-  auto g_opacities = at::zeros_like(opacities);
-  auto g_colors = at::zeros_like(colors);
+  const int64_t I = gauss.numel(), G = means.size(0), C = g.channels;
+  auto rows = at::zeros({I, 6 + C}, means.options());
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sa0_rasterize_backward", [&] {
-    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, start, count);
+    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, gauss, start, count);
     const BackwardIo<scalar_t> io{image.data_ptr<scalar_t>(), trans.data_ptr<scalar_t>(), used.data_ptr<int32_t>(),
                                   grad_image.data_ptr<scalar_t>(), grad_alpha.data_ptr<scalar_t>(),
-                                  g_means.data_ptr<scalar_t>(), g_conics.data_ptr<scalar_t>(),
-                                  g_opacities.data_ptr<scalar_t>(), g_colors.data_ptr<scalar_t>()};
+                                  rows.data_ptr<scalar_t>(), 6 + C};
     const scalar_t amax = static_cast<scalar_t>(alpha_max);
     parallel_tiles(count, [&](int64_t tile) { backward_tile(kernel, g, tile, in, amax, io); });
   });
-  return {g_means, g_conics, g_opacities, g_colors};
+  const at::Tensor sums = sum_per_gaussian(rows, gauss, G);
+  return {sums.slice(1, 0, 2), sums.slice(1, 2, 5), sums.select(1, 5), sums.slice(1, 6, 6 + C)};
 }
 
 }  // namespace
