@@ -9,7 +9,7 @@ import torch
 from sa0.config import RenderConfig
 from sa0.render.dense import rasterize_dense
 from sa0.render.gsplat_backend import rasterize_gsplat
-from sa0.render.native import load_native, native_unavailable_reason, rasterize_native
+from sa0.render.native import load_native, native_unavailable_reason, project_native, rasterize_native
 from sa0.render.projection import project
 from sa0.render.tiled import rasterize_tiled
 from sa0.types import Cameras, Gaussians, RenderOut
@@ -76,8 +76,10 @@ def render(
             g.means, g.quats, g.scales, g.opacities, g.colors, viewmats, Ks, width, height, background, config
         )
     else:
-        proj = project(g.means, g.quats, g.scales, g.opacities, viewmats, Ks, width, height,
-                       near=config.near, far=config.far, eps2d=config.eps2d)
+        # the native backend projects in C++ too, unless the cameras need gradients (torch's twin has them)
+        fused = backend == "native" and not (viewmats.requires_grad or Ks.requires_grad)
+        proj = (project_native if fused else project)(g.means, g.quats, g.scales, g.opacities, viewmats, Ks, width,
+                                                      height, near=config.near, far=config.far, eps2d=config.eps2d)
         colors = g.colors.expand(num_cams, -1, -1)
         opacities = g.opacities.expand(num_cams, -1)
         if backend == "dense":

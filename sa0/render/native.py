@@ -1,8 +1,9 @@
 """Native CPU backend: a C++ compositing kernel (csrc/*.cpp) behind render().
 
-Projection stays in torch (sa0.render.projection); binning is the kernel's parallel counting fill
-(`bin_tiles`, csrc/binning_cpu.cpp, equal to sa0.render.tiled.bin_gaussians, its torch twin); the
-kernel composites tiles in parallel on torch's thread pool and has an exact hand-written backward. It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved)
+Projection is fused per Gaussian in C++ (`project_native`, csrc/project_cpu.cpp, with an exact
+backward; sa0.render.projection is its torch twin, used where cameras need gradients); binning is the kernel's parallel counting fill (`bin_tiles`, csrc/binning_cpu.cpp,
+equal to sa0.render.tiled.bin_gaussians, its torch twin); the kernel composites tiles in parallel on
+torch's thread pool and has an exact hand-written backward. It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved)
 and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
 built (no compiler, ...), `load_native()` returns None, the reason is logged once, and render()
 falls back to the torch tiled backend.
@@ -29,7 +30,7 @@ from sa0.render.tiled import TileLists, bin_gaussians
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = ("rasterize_cpu.cpp", "rasterize_avx2.cpp", "binning_cpu.cpp")
+SOURCES = ("rasterize_cpu.cpp", "rasterize_avx2.cpp", "binning_cpu.cpp", "project_cpu.cpp")
 HEADER = CSRC / "native.h"
 _state: dict = {"tried": False, "module": None, "reason": None}
 KERNEL_ENV = "SA0_NATIVE_KERNEL"
@@ -109,6 +110,42 @@ def native_unavailable_reason() -> str | None:
 def reset_native() -> None:
     """Forget the cached load attempt (for tests that force a fallback)."""
     _state.update(tried=False, module=None, reason=None)
+
+
+class _NativeProject(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, settings):
+        module = _state["module"]
+        o = opacities.detach() if opacities is not None else means.new_empty(0)
+        means2d, cov2d, conics, depths, radii = module.project_forward(means, quats, scales, o, viewmats, Ks, *settings)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
+        ctx.settings = settings
+        ctx.mark_non_differentiable(radii)
+        return means2d, cov2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, g_means2d, g_cov2d, g_conics, g_depths, _g_radii):
+        means, quats, scales, viewmats, Ks = ctx.saved_tensors
+        b, n = viewmats.shape[0], means.shape[-2]
+        shapes = ((b, n, 2), (b, n, 3), (b, n, 3), (b, n))
+        grads = [g.contiguous() if g is not None else means.new_zeros(shape)
+                 for g, shape in zip((g_means2d, g_cov2d, g_conics, g_depths), shapes)]
+        g_means, g_quats, g_scales = _state["module"].project_backward(means, quats, scales, viewmats, Ks,
+                                                                       *ctx.settings, *grads)
+        return g_means, g_quats, g_scales, None, None, None, None
+
+
+def project_native(means, quats, scales, opacities, viewmats, Ks, width, height, near=0.01, far=1e10,
+                   eps2d=0.3) -> Projected:
+    """sa0.render.projection.project fused in C++ (same contract); cameras must not need gradients."""
+    if load_native() is None:
+        raise RuntimeError(f"native CPU rasteriser unavailable: {native_unavailable_reason()}")
+    if viewmats.requires_grad or Ks.requires_grad:
+        raise ValueError("project_native takes no camera gradients; use sa0.render.projection.project")
+    settings = (int(width), int(height), float(near), float(far), float(eps2d))
+    outs = _NativeProject.apply(means.contiguous(), quats.contiguous(), scales.contiguous(), opacities,
+                                viewmats.detach().contiguous(), Ks.detach().contiguous(), settings)
+    return Projected(*outs)
 
 
 class _NativeRasterize(torch.autograd.Function):

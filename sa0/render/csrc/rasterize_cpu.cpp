@@ -414,6 +414,13 @@ std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, 
 
 std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tensor depths, int64_t width,
                                   int64_t height, int64_t tile_size);
+std::vector<at::Tensor> project_forward(at::Tensor means, at::Tensor quats, at::Tensor scales, at::Tensor opacities,
+                                        at::Tensor viewmats, at::Tensor Ks, int64_t width, int64_t height,
+                                        double near, double far, double eps2d);
+std::vector<at::Tensor> project_backward(at::Tensor means, at::Tensor quats, at::Tensor scales, at::Tensor viewmats,
+                                         at::Tensor Ks, int64_t width, int64_t height, double near, double far,
+                                         double eps2d, at::Tensor g_means2d, at::Tensor g_cov2d, at::Tensor g_conics,
+                                         at::Tensor g_depths);
 
 }  // namespace sa0native
 
@@ -422,4 +429,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &sa0native::rasterize_backward, "3DGS compositing backward (CPU)");
   m.def("bin_tiles", &sa0native::bin_tiles, "(tile, Gaussian) lists in depth order per tile (CPU)");
   m.def("avx2", &sa0native::cpu_has_avx2, "whether this CPU runs the simd loop order");
+  m.def("project_forward", &sa0native::project_forward, "EWA projection, fused (CPU)");
+  m.def("project_backward", &sa0native::project_backward, "EWA projection backward (CPU)");
 }
