@@ -4,10 +4,9 @@
 // to the image, divided by the tile size) touches. A counting pass sizes each tile's list, a fill
 // pass writes them, so every list is in depth order: no sort of the (tile, Gaussian) pairs.
 //
-// All three steps run on torch's thread pool and give the same lists for any thread count: the
-// depth order is a sort of unique keys (depth, index) in parallel chunks merged in a fixed tree;
-// counting and filling split the ordered Gaussians into contiguous chunks, each chunk with its own
-// per-tile counts, and chunk j writes each tile's entries after those of chunks 0..j-1.
+// Counting and filling run on torch's thread pool and give the same lists for any thread count: they
+// split the ordered Gaussians into contiguous chunks, each chunk with its own per-tile counts, and
+// chunk j writes each tile's entries after those of chunks 0..j-1. The depth order is a radix sort.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -29,45 +28,37 @@ void tile_span(scalar_t mean, int32_t radius, int64_t limit, int64_t tile_size, 
 }
 
 // An unsigned key with the order of the float (-0 and +0 equal, as `<` has them): sign-flipped bits.
-inline uint64_t order_bits(float v) {
+inline uint32_t order_bits(float v) {
   v += 0.0f;  // -0 -> +0
   uint32_t u;
   std::memcpy(&u, &v, 4);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// Sort keys in `chunks` parallel pieces, then merge the pieces pairwise (a fixed tree).
-void parallel_sort(std::vector<uint64_t>& keys, int64_t chunks) {
-  const int64_t n = static_cast<int64_t>(keys.size());
-  chunks = std::max<int64_t>(1, std::min<int64_t>(chunks, n / 4096));
-  std::vector<int64_t> bounds(chunks + 1);
-  for (int64_t c = 0; c <= chunks; ++c) bounds[c] = n * c / chunks;
-  at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t c = lo; c < hi; ++c) std::sort(keys.begin() + bounds[c], keys.begin() + bounds[c + 1]);
-  });
-  for (int64_t width = 1; width < chunks; width *= 2)
-    for (int64_t c = 0; c + width < chunks; c += 2 * width)
-      std::inplace_merge(keys.begin() + bounds[c], keys.begin() + bounds[c + width],
-                         keys.begin() + bounds[std::min(chunks, c + 2 * width)]);
-}
-
-// The valid Gaussians of camera b in depth order, ties by index.
+// The valid Gaussians of camera b in depth order, ties by index. float: a stable LSD radix sort of
+// the depth bits (3 passes of 11 bits; stable, so equal depths keep their index order); double: a
+// stable comparison sort.
 template <typename scalar_t>
-std::vector<int64_t> depth_order(const scalar_t* depth, const int32_t* rad, int64_t b, int64_t N, int64_t chunks) {
+std::vector<int64_t> depth_order(const scalar_t* depth, const int32_t* rad, int64_t b, int64_t N) {
   std::vector<int64_t> order;
+  for (int64_t n = 0; n < N; ++n)
+    if (rad[2 * (b * N + n)] > 0 && rad[2 * (b * N + n) + 1] > 0) order.push_back(n);
   if constexpr (std::is_same_v<scalar_t, float>) {
-    std::vector<uint64_t> keys;
-    keys.reserve(N);
-    for (int64_t n = 0; n < N; ++n)
-      if (rad[2 * (b * N + n)] > 0 && rad[2 * (b * N + n) + 1] > 0)
-        keys.push_back((order_bits(depth[b * N + n]) << 32) | static_cast<uint64_t>(n));
-    TORCH_CHECK(N <= (int64_t(1) << 32), "binning: more than 2^32 Gaussians per camera");
-    parallel_sort(keys, chunks);
-    order.resize(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) order[i] = static_cast<int64_t>(keys[i] & 0xffffffffu);
+    const size_t L = order.size();
+    std::vector<uint32_t> key(L), key_tmp(L);
+    std::vector<int64_t> order_tmp(L);
+    for (size_t i = 0; i < L; ++i) key[i] = order_bits(depth[b * N + order[i]]);
+    for (int shift = 0; shift < 32; shift += 11) {
+      size_t bucket[2049] = {0};
+      for (size_t i = 0; i < L; ++i) ++bucket[((key[i] >> shift) & 2047u) + 1];
+      for (int d = 0; d < 2048; ++d) bucket[d + 1] += bucket[d];
+      for (size_t i = 0; i < L; ++i) {
+        const size_t to = bucket[(key[i] >> shift) & 2047u]++;
+        key_tmp[to] = key[i], order_tmp[to] = order[i];
+      }
+      key.swap(key_tmp), order.swap(order_tmp);
+    }
   } else {
-    for (int64_t n = 0; n < N; ++n)
-      if (rad[2 * (b * N + n)] > 0 && rad[2 * (b * N + n) + 1] > 0) order.push_back(n);
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t x, int64_t y) { return depth[b * N + x] < depth[b * N + y]; });
   }
@@ -92,7 +83,7 @@ std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tens
     const scalar_t* depth = depths.data_ptr<scalar_t>();
     std::vector<int64_t> listed;  // b * N + n, camera by camera, each in depth order
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t n : depth_order(depth, rad, b, N, threads)) listed.push_back(b * N + n);
+      for (int64_t n : depth_order(depth, rad, b, N)) listed.push_back(b * N + n);
     const int64_t L = static_cast<int64_t>(listed.size());
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, L / 2048));
     std::vector<int64_t> spans(4 * L);  // per listed Gaussian: tile x0, x1, y0, y1

@@ -124,9 +124,12 @@ __attribute__((target("avx2"))) void forward_simd(const Grid& g, int64_t tile, c
       const __m256 y = _mm256_set1_ps(float(t.y0 + ly) + 0.5f);
       for (int64_t cx = bx0 & ~int64_t(7); cx < bx1; cx += 8) {
         const int64_t p = ly * S + cx;
-        const __m256 Tp = _mm256_loadu_ps(&T[p]), dn = _mm256_loadu_ps(&done[p]);
+        const __m256 dn = _mm256_loadu_ps(&done[p]);
+        const __m256 live = _mm256_andnot_ps(dn, box_lanes(cx, bx0, bx1));
+        if (_mm256_movemask_ps(live) == 0) continue;  // every pixel here has stopped: skip the exp
+        const __m256 Tp = _mm256_loadu_ps(&T[p]);
         const Lanes l = eval_alpha8(sp, pixel_x(t, cx), y, amax);
-        const __m256 valid = _mm256_andnot_ps(dn, _mm256_and_ps(box_lanes(cx, bx0, bx1), l.ok));
+        const __m256 valid = _mm256_and_ps(live, l.ok);
         if (_mm256_movemask_ps(valid) == 0) continue;
         const __m256 next_T = _mm256_mul_ps(Tp, _mm256_sub_ps(one, l.alpha));
         const __m256 stop = _mm256_and_ps(valid, _mm256_cmp_ps(next_T, tmin, _CMP_LE_OQ));
@@ -201,9 +204,10 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
       for (int64_t cx = bx0 & ~int64_t(7); cx < bx1; cx += 8) {
         const int64_t p = ly * S + cx;
         const __m256i endp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&end[p]));
+        const __m256 live = _mm256_and_ps(box_lanes(cx, bx0, bx1), _mm256_castsi256_ps(_mm256_cmpgt_epi32(endp, kk)));
+        if (_mm256_movemask_ps(live) == 0) continue;  // no pixel here reached entry k
         const Lanes l = eval_alpha8(sp, pixel_x(t, cx), y, amax);
-        const __m256 valid = _mm256_and_ps(_mm256_and_ps(box_lanes(cx, bx0, bx1), l.ok),
-                                           _mm256_castsi256_ps(_mm256_cmpgt_epi32(endp, kk)));
+        const __m256 valid = _mm256_and_ps(live, l.ok);
         if (_mm256_movemask_ps(valid) == 0) continue;
         const __m256 Tp = _mm256_loadu_ps(&T[p]);
         const __m256 wgt = _mm256_mul_ps(l.alpha, Tp);
@@ -221,17 +225,17 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
         const __m256 g_alpha = _mm256_add_ps(
             _mm256_sub_ps(_mm256_mul_ps(Tp, dot), _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(&total[p]), pre), inv)),
             _mm256_mul_ps(_mm256_loadu_ps(&ga_tf[p]), inv));
-        const __m256 live = _mm256_and_ps(valid, _mm256_cmp_ps(l.raw, amax, _CMP_LT_OQ));
+        const __m256 unsat = _mm256_and_ps(valid, _mm256_cmp_ps(l.raw, amax, _CMP_LT_OQ));  // boxed: raw < alpha_max
         const __m256 g_power = _mm256_mul_ps(_mm256_xor_ps(l.raw, _mm256_set1_ps(-0.0f)), g_alpha);  // -raw * g_alpha
         const __m256 hp = _mm256_mul_ps(half, g_power);
-        g_o = _mm256_add_ps(g_o, _mm256_and_ps(live, _mm256_mul_ps(l.falloff, g_alpha)));
-        g_c0 = _mm256_add_ps(g_c0, _mm256_and_ps(live, _mm256_mul_ps(_mm256_mul_ps(hp, l.dx), l.dx)));
-        g_c1 = _mm256_add_ps(g_c1, _mm256_and_ps(live, _mm256_mul_ps(_mm256_mul_ps(g_power, l.dx), l.dy)));
-        g_c2 = _mm256_add_ps(g_c2, _mm256_and_ps(live, _mm256_mul_ps(_mm256_mul_ps(hp, l.dy), l.dy)));
+        g_o = _mm256_add_ps(g_o, _mm256_and_ps(unsat, _mm256_mul_ps(l.falloff, g_alpha)));
+        g_c0 = _mm256_add_ps(g_c0, _mm256_and_ps(unsat, _mm256_mul_ps(_mm256_mul_ps(hp, l.dx), l.dx)));
+        g_c1 = _mm256_add_ps(g_c1, _mm256_and_ps(unsat, _mm256_mul_ps(_mm256_mul_ps(g_power, l.dx), l.dy)));
+        g_c2 = _mm256_add_ps(g_c2, _mm256_and_ps(unsat, _mm256_mul_ps(_mm256_mul_ps(hp, l.dy), l.dy)));
         const __m256 d0 = _mm256_add_ps(_mm256_mul_ps(sp.a, l.dx), _mm256_mul_ps(sp.b, l.dy));
         const __m256 d1 = _mm256_add_ps(_mm256_mul_ps(sp.b, l.dx), _mm256_mul_ps(sp.c, l.dy));
-        g_m0 = _mm256_sub_ps(g_m0, _mm256_and_ps(live, _mm256_mul_ps(g_power, d0)));
-        g_m1 = _mm256_sub_ps(g_m1, _mm256_and_ps(live, _mm256_mul_ps(g_power, d1)));
+        g_m0 = _mm256_sub_ps(g_m0, _mm256_and_ps(unsat, _mm256_mul_ps(g_power, d0)));
+        g_m1 = _mm256_sub_ps(g_m1, _mm256_and_ps(unsat, _mm256_mul_ps(g_power, d1)));
         _mm256_storeu_ps(&T[p], _mm256_blendv_ps(Tp, _mm256_mul_ps(Tp, _mm256_sub_ps(one, l.alpha)), valid));
       }
     }
