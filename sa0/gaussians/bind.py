@@ -25,7 +25,8 @@ def bind(local: LocalGaussians, verts: torch.Tensor, faces: torch.Tensor, layout
     centre = centres[..., layout.face_idx, :]
     scale = scales[..., layout.face_idx]
     means = (rot @ local.positions[..., None])[..., 0] * scale[..., None] + centre
-    quats = quat_normalize(quat_multiply(matrix_to_quat(rot), quat_normalize(local.rotations)))
+    face_quats = matrix_to_quat(rotations)[..., layout.face_idx, :]  # per face, then per texel: ~5x fewer
+    quats = quat_normalize(quat_multiply(face_quats, quat_normalize(local.rotations)))
     world_scales = torch.exp(local.log_scales) * scale[..., None]
     batch = means.shape[:-1]
     return Gaussians(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
 
+from sa0.render.native import load_native
+
 
 def _nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
@@ -21,10 +23,34 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Te
 
 
 def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
-    """(B,) SSIM of each image (same window and range as ssim); ssim() is their mean.
-    pytorch-msssim; fused_ssim below is the faster twin (not used by the step yet: see the note in
-    benchmarks/results/refine_cpu_202612.md)."""
+    """(B,) SSIM of each image (same window and range as ssim); ssim() is their mean; gradient for
+    pred only. On CPU, sa0's native kernel (csrc/ssim_cpu.cpp: one pass per blur on the (B, H, W, C)
+    layout, closed-form backward; 2-3x pytorch-msssim at 512^2); elsewhere, or where the kernel
+    cannot be built, pytorch-msssim (ssim_per_image_reference, its twin)."""
+    if pred.device.type == "cpu" and min(pred.shape[1:3]) >= window:
+        if load_native() is not None:
+            return _NativeSSIM.apply(pred, target.detach(), window)
+    return ssim_per_image_reference(pred, target, window)
+
+
+def ssim_per_image_reference(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """(B,) SSIM of each image by pytorch-msssim (the twin of the native kernel)."""
     return _ssim(_nchw(pred), _nchw(target), data_range=1.0, win_size=window, size_average=False)
+
+
+class _NativeSSIM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, window: int) -> torch.Tensor:
+        module = load_native()
+        taps = _window(window, 1.5, 1, x)[0].reshape(-1).contiguous()
+        values, moments = module.ssim_forward(x.contiguous(), y.contiguous(), taps)
+        ctx.save_for_backward(x, y, taps, moments)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, y, taps, moments = ctx.saved_tensors
+        return load_native().ssim_backward(grad.contiguous(), x.contiguous(), y.contiguous(), taps, moments), None, None
 
 
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2  # (K1 L)^2, (K2 L)^2 with data range L = 1

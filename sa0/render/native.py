@@ -3,8 +3,9 @@
 Projection is fused per Gaussian in C++ (`project_native`, csrc/project_cpu.cpp, with an exact
 backward; sa0.render.projection is its torch twin, used where cameras need gradients); binning is the kernel's parallel counting fill (`bin_tiles`, csrc/binning_cpu.cpp,
 equal to sa0.render.tiled.bin_gaussians, its torch twin); the kernel composites tiles in parallel on
-torch's thread pool and has an exact hand-written backward. It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved)
-and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
+torch's thread pool and has an exact hand-written backward. The same extension carries the
+refinement loss's SSIM (csrc/ssim_cpu.cpp, used by sa0.losses.photometric.ssim_per_image).
+It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved) and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
 built (no compiler, ...), `load_native()` returns None, the reason is logged once, and render()
 falls back to the torch tiled backend.
 
@@ -30,7 +31,7 @@ from sa0.render.tiled import TileLists, bin_gaussians
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = ("rasterize_cpu.cpp", "rasterize_avx2.cpp", "binning_cpu.cpp", "project_cpu.cpp")
+SOURCES = ("rasterize_cpu.cpp", "rasterize_avx2.cpp", "binning_cpu.cpp", "project_cpu.cpp", "ssim_cpu.cpp")
 HEADER = CSRC / "native.h"
 _state: dict = {"tried": False, "module": None, "reason": None}
 KERNEL_ENV = "SA0_NATIVE_KERNEL"

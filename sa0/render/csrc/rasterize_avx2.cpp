@@ -8,11 +8,18 @@
 // Backward sums each entry's gradient per lane over the pixels of its box, then adds the 8 lanes
 // in lane order: deterministic for any thread count, rounding differs from boxed's pixel order.
 
-#include <immintrin.h>
-
-#include <cstring>
-
 #include "native.h"
+
+#if !(defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)))
+// Not an x86-64 GCC/Clang build: no simd order (kernel_choice() picks boxed).
+namespace sa0native {
+bool cpu_has_avx2() { return false; }
+void forward_simd(const Grid&, int64_t, const Entries<float>&, const float*, float, const ForwardOut<float>&) {}
+void backward_simd(const Grid&, int64_t, const Entries<float>&, float, const BackwardIo<float>&) {}
+}  // namespace sa0native
+#else
+
+#include <immintrin.h>
 
 namespace sa0native {
 
@@ -250,3 +257,5 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
 }
 
 }  // namespace sa0native
+
+#endif

@@ -421,6 +421,8 @@ std::vector<at::Tensor> project_backward(at::Tensor means, at::Tensor quats, at:
                                          at::Tensor Ks, int64_t width, int64_t height, double near, double far,
                                          double eps2d, at::Tensor g_means2d, at::Tensor g_cov2d, at::Tensor g_conics,
                                          at::Tensor g_depths);
+std::vector<at::Tensor> ssim_forward(at::Tensor x, at::Tensor y, at::Tensor window);
+at::Tensor ssim_backward(at::Tensor grad, at::Tensor x, at::Tensor y, at::Tensor window, at::Tensor moments);
 
 }  // namespace sa0native
 
@@ -431,4 +433,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("avx2", &sa0native::cpu_has_avx2, "whether this CPU runs the simd loop order");
   m.def("project_forward", &sa0native::project_forward, "EWA projection, fused (CPU)");
   m.def("project_backward", &sa0native::project_backward, "EWA projection backward (CPU)");
+  m.def("ssim_forward", &sa0native::ssim_forward, "SSIM per image, (B, H, W, C) (CPU)");
+  m.def("ssim_backward", &sa0native::ssim_backward, "SSIM per image backward for the prediction (CPU)");
 }
