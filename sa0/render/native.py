@@ -159,19 +159,19 @@ class _NativeRasterize(torch.autograd.Function):
         module = _state["module"]
         background = background.contiguous()
         settings = (width, height, tile_size, lists.tiles_x, lists.tiles_y, alpha_max, kernel)
-        image, trans, used = module.forward(means, conics, opacities, colors, lists.gauss, lists.start, lists.count,
-                                            background, *settings)
-        ctx.save_for_backward(means, conics, opacities, colors, background, image, trans, used)
+        image, trans, used, bounds = module.forward(means, conics, opacities, colors, lists.gauss, lists.start,
+                                                    lists.count, background, *settings)
+        ctx.save_for_backward(means, conics, opacities, colors, background, image, trans, used, bounds)
         ctx.lists, ctx.settings = lists, settings
         return image, (1.0 - trans)[..., None]
 
     @staticmethod
     def backward(ctx, grad_image, grad_alpha):
-        means, conics, opacities, colors, background, image, trans, used = ctx.saved_tensors
+        means, conics, opacities, colors, background, image, trans, used, bounds = ctx.saved_tensors
         lists = ctx.lists
         g_means, g_conics, g_opac, g_colors = _state["module"].backward(
             means, conics, opacities, colors, lists.gauss, lists.start, lists.count, background, image, trans, used,
-            grad_image.contiguous(), grad_alpha[..., 0].contiguous(), *ctx.settings,
+            bounds, grad_image.contiguous(), grad_alpha[..., 0].contiguous(), *ctx.settings,
         )
         g_bg = (grad_image * trans[..., None]).sum((1, 2))
         return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None, None

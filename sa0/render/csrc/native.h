@@ -33,46 +33,58 @@ struct Tile {
 };
 
 
-// The pixels [bx0, bx1) x [by0, by1) of the tile (local coordinates, tile origin x0, y0, size w x h)
-// whose centres can have power <= cutoff: |dx| <= sqrt(2 cutoff (Q^-1)_xx), likewise dy, for the
-// conic Q, plus a margin of 1 px + 0.1 %. A conic that is not positive definite gets the whole tile.
+// The compositing inputs of one call: per Gaussian (of every camera, b * N + n) its 2D mean, conic,
+// opacity and colour; the (tile, Gaussian) entries, sorted by tile then depth, name them by `gauss`.
+// bounds (B N, 3), from gaussian_bounds: per Gaussian its power cutoff and box half-extents.
 template <typename scalar_t>
-inline void entry_box(const scalar_t* mean, const scalar_t* conic, scalar_t cutoff, int64_t x0, int64_t y0, int64_t w,
-                      int64_t h, int64_t& bx0, int64_t& bx1, int64_t& by0, int64_t& by1) {
-  const double a = conic[0], b = conic[1], c = conic[2];
-  const double det = a * c - b * b;
+struct Entries {
+  const scalar_t *means, *conics, *opacities, *colors;  // (B N, 2), (B N, 3), (B N,), (B N, C)
+  const int64_t *gauss, *start, *count;                  // (I,), (B * tiles,), (B * tiles,)
+  int64_t channels;
+  const double* bounds;
+  const scalar_t* mean(int64_t e) const { return means + 2 * gauss[e]; }
+  const scalar_t* conic(int64_t e) const { return conics + 3 * gauss[e]; }
+  scalar_t opacity(int64_t e) const { return opacities[gauss[e]]; }
+  const scalar_t* color(int64_t e) const { return colors + channels * gauss[e]; }
+  scalar_t cutoff(int64_t e) const { return static_cast<scalar_t>(bounds[3 * gauss[e]]); }
+  const double* extent(int64_t e) const { return bounds + 3 * gauss[e] + 1; }
+};
+
+// Per Gaussian, once per call (each appears in several tiles): the power above which alpha is
+// surely below 1/255 (ln(255 o) plus a margin, so the exact comparison still decides every
+// borderline case; skips most exp() calls), and the half-extents of the ellipse where the power
+// stays below it, |dx| <= sqrt(2 cutoff (Q^-1)_xx), likewise dy, for the conic Q (-1: a conic
+// that is not positive definite, whose box is the whole tile).
+template <typename scalar_t>
+void gaussian_bounds(const scalar_t* opacities, const scalar_t* conics, int64_t lo, int64_t hi, double* bounds) {
+  for (int64_t g = lo; g < hi; ++g) {
+    const scalar_t cutoff =
+        std::log(std::max(opacities[g], scalar_t(1e-30)) / scalar_t(kAlphaThreshold)) + scalar_t(1e-3);
+    const double a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
+    const double det = a * c - b * b;
+    double ex = -1, ey = -1;
+    if (a > 0 && c > 0 && det > 0 && cutoff > 0) {
+      ex = std::sqrt(2.0 * double(cutoff) * c / det), ey = std::sqrt(2.0 * double(cutoff) * a / det);
+      if (!std::isfinite(ex) || !std::isfinite(ey)) ex = ey = -1;
+    }
+    bounds[3 * g] = double(cutoff), bounds[3 * g + 1] = ex, bounds[3 * g + 2] = ey;
+  }
+}
+
+// The pixels [bx0, bx1) x [by0, by1) of the tile (local coordinates, tile origin x0, y0, size w x h)
+// whose centres can have power <= cutoff: the Gaussian's half-extents plus a margin of 1 px + 0.1 %.
+template <typename scalar_t>
+inline void entry_box(const scalar_t* mean, const double* extent, int64_t x0, int64_t y0, int64_t w, int64_t h,
+                      int64_t& bx0, int64_t& bx1, int64_t& by0, int64_t& by1) {
   bx0 = 0, bx1 = w, by0 = 0, by1 = h;
-  if (!(a > 0 && c > 0 && det > 0) || !(cutoff > 0)) return;
-  const double ex = std::sqrt(2.0 * double(cutoff) * c / det), ey = std::sqrt(2.0 * double(cutoff) * a / det);
-  if (!std::isfinite(ex) || !std::isfinite(ey)) return;
+  const double ex = extent[0], ey = extent[1];
+  if (ex < 0) return;
   const double mx = double(mean[0]) - double(x0) - 0.5, my = double(mean[1]) - double(y0) - 0.5;  // in pixel indices
   const double mgx = 1.0 + 1e-3 * ex, mgy = 1.0 + 1e-3 * ey;
   bx0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(std::max(-1.0, mx - ex - mgx))));
   bx1 = std::min<int64_t>(w, static_cast<int64_t>(std::ceil(std::min(double(w) + 1.0, mx + ex + mgx))) + 1);
   by0 = std::max<int64_t>(0, static_cast<int64_t>(std::floor(std::max(-1.0, my - ey - mgy))));
   by1 = std::min<int64_t>(h, static_cast<int64_t>(std::ceil(std::min(double(h) + 1.0, my + ey + mgy))) + 1);
-}
-
-// The compositing inputs of one call: per Gaussian (of every camera, b * N + n) its 2D mean, conic,
-// opacity and colour; the (tile, Gaussian) entries, sorted by tile then depth, name them by `gauss`.
-template <typename scalar_t>
-struct Entries {
-  const scalar_t *means, *conics, *opacities, *colors;  // (B N, 2), (B N, 3), (B N,), (B N, C)
-  const int64_t *gauss, *start, *count;                  // (I,), (B * tiles,), (B * tiles,)
-  int64_t channels;
-  const scalar_t* mean(int64_t e) const { return means + 2 * gauss[e]; }
-  const scalar_t* conic(int64_t e) const { return conics + 3 * gauss[e]; }
-  scalar_t opacity(int64_t e) const { return opacities[gauss[e]]; }
-  const scalar_t* color(int64_t e) const { return colors + channels * gauss[e]; }
-};
-
-// Per entry of a tile: the power above which alpha is surely below 1/255 (ln(255 o) plus a margin,
-// so the exact comparison still decides every borderline case). Skips most exp() calls.
-template <typename scalar_t>
-void power_cutoffs(const Entries<scalar_t>& in, int64_t s, int64_t n, std::vector<scalar_t>& cutoff) {
-  cutoff.resize(n);
-  for (int64_t k = 0; k < n; ++k)
-    cutoff[k] = std::log(std::max(in.opacity(s + k), scalar_t(1e-30)) / scalar_t(kAlphaThreshold)) + scalar_t(1e-3);
 }
 
 // What a forward writes per pixel, and what a backward reads and writes.

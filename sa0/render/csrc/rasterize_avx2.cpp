@@ -108,7 +108,7 @@ __attribute__((target("avx2"))) void forward_simd(const Grid& g, int64_t tile, c
                                                   const float* background, float alpha_max,
                                                   const ForwardOut<float>& out) {
   const int64_t C = g.channels, TS = g.tile_size, S = (TS + 7) / 8 * 8, P = S * TS;  // row stride S
-  thread_local std::vector<float> acc, T, cutoff, done;  // acc channel-major: acc[ch * P + p]
+  thread_local std::vector<float> acc, T, done;  // acc channel-major: acc[ch * P + p]
   thread_local std::vector<int32_t> end;
   const Tile t(g, tile);
   const int64_t s = in.start[tile], n = in.count[tile];
@@ -117,15 +117,14 @@ __attribute__((target("avx2"))) void forward_simd(const Grid& g, int64_t tile, c
   done.assign(P, 0.0f);  // all-ones bits where the pixel has stopped
   end.assign(P, 0);
   int64_t remaining = t.w * t.h;
-  power_cutoffs(in, s, n, cutoff);
   const __m256 amax = _mm256_set1_ps(alpha_max), one = _mm256_set1_ps(1.0f);
   const __m256 tmin = _mm256_set1_ps(float(kTransmittanceMin));
   for (int64_t k = 0; k < n && remaining > 0; ++k) {
     const int64_t e = s + k;
     const float *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
-    entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
-    const Splat sp = splat_of(mean, conic, cutoff[k], in.opacity(e));
+    entry_box(mean, in.extent(e), t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
+    const Splat sp = splat_of(mean, conic, in.cutoff(e), in.opacity(e));
     const __m256i next_end = _mm256_set1_epi32(static_cast<int32_t>(k + 1));
     for (int64_t ly = by0; ly < by1; ++ly) {
       const __m256 y = _mm256_set1_ps(float(t.y0 + ly) + 0.5f);
@@ -169,7 +168,7 @@ __attribute__((target("avx2"))) void forward_simd(const Grid& g, int64_t tile, c
 __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, const Entries<float>& in,
                                                    float alpha_max, const BackwardIo<float>& io) {
   const int64_t C = g.channels, TS = g.tile_size, S = (TS + 7) / 8 * 8, P = S * TS;
-  thread_local std::vector<float> T, prefix, total, ga_tf, gc, cutoff, gcol;  // gc channel-major
+  thread_local std::vector<float> T, prefix, total, ga_tf, gc, gcol;  // gc channel-major
   thread_local std::vector<int32_t> end;
   const Tile t(g, tile);
   const int64_t s = in.start[tile];
@@ -195,14 +194,13 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
       last_used = std::max(last_used, end[p]);
     }
   }
-  power_cutoffs(in, s, in.count[tile], cutoff);
   const __m256 amax = _mm256_set1_ps(alpha_max), one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
   for (int64_t k = 0; k < last_used; ++k) {
     const int64_t e = s + k;
     const float *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
-    entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
-    const Splat sp = splat_of(mean, conic, cutoff[k], in.opacity(e));
+    entry_box(mean, in.extent(e), t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
+    const Splat sp = splat_of(mean, conic, in.cutoff(e), in.opacity(e));
     const __m256i kk = _mm256_set1_epi32(static_cast<int32_t>(k));
     __m256 g_o = _mm256_setzero_ps(), g_c0 = g_o, g_c1 = g_o, g_c2 = g_o, g_m0 = g_o, g_m1 = g_o;
     std::fill(gcol.begin(), gcol.end(), 0.0f);

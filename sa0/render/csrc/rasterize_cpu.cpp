@@ -53,7 +53,7 @@ template <typename scalar_t>
 void forward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, const scalar_t* background,
                    scalar_t alpha_max, const ForwardOut<scalar_t>& out) {
   const int64_t C = g.channels, TS = g.tile_size;
-  thread_local std::vector<scalar_t> acc, T, cutoff;
+  thread_local std::vector<scalar_t> acc, T;
   thread_local std::vector<int32_t> end;
   thread_local std::vector<uint8_t> done;
   const Tile t(g, tile);
@@ -63,12 +63,11 @@ void forward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
   end.assign(TS * TS, 0);
   done.assign(TS * TS, 0);
   int64_t remaining = t.w * t.h;
-  power_cutoffs(in, s, n, cutoff);
   for (int64_t k = 0; k < n && remaining > 0; ++k) {
     const int64_t e = s + k;
     const scalar_t *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
-    entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
+    entry_box(mean, in.extent(e), t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
     for (int64_t ly = by0; ly < by1; ++ly) {
       const scalar_t y = scalar_t(t.y0 + ly) + scalar_t(0.5);
       for (int64_t lx = bx0; lx < bx1; ++lx) {
@@ -76,7 +75,7 @@ void forward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
         if (done[p]) continue;
         const scalar_t x = scalar_t(t.x0 + lx) + scalar_t(0.5);
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(mean, conic, in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
+        if (!eval_alpha(mean, conic, in.opacity(e), in.cutoff(e), x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
         const scalar_t next_T = T[p] * (scalar_t(1) - alpha);
         if (next_T <= scalar_t(kTransmittanceMin)) {
           done[p] = 1;
@@ -104,7 +103,7 @@ template <typename scalar_t>
 void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, scalar_t alpha_max,
                     const BackwardIo<scalar_t>& io) {
   const int64_t C = g.channels, TS = g.tile_size;
-  thread_local std::vector<scalar_t> T, prefix, total, ga_tf, cutoff, gcol;
+  thread_local std::vector<scalar_t> T, prefix, total, ga_tf, gcol;
   T.assign(TS * TS, scalar_t(1));
   prefix.assign(TS * TS, scalar_t(0));
   total.resize(TS * TS);
@@ -123,12 +122,11 @@ void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
       last_used = std::max(last_used, io.used_end[pix]);
     }
   }
-  power_cutoffs(in, s, in.count[tile], cutoff);
   for (int64_t k = 0; k < last_used; ++k) {
     const int64_t e = s + k;
     const scalar_t *mean = in.mean(e), *conic = in.conic(e), *c = in.color(e);
     int64_t bx0, bx1, by0, by1;
-    entry_box(mean, conic, cutoff[k], t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
+    entry_box(mean, in.extent(e), t.x0, t.y0, t.w, t.h, bx0, bx1, by0, by1);
     scalar_t g_o = 0, g_c0 = 0, g_c1 = 0, g_c2 = 0, g_m0 = 0, g_m1 = 0;
     std::fill(gcol.begin(), gcol.end(), scalar_t(0));
     for (int64_t ly = by0; ly < by1; ++ly) {
@@ -138,7 +136,7 @@ void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
         if (k >= io.used_end[pix]) continue;
         const scalar_t x = scalar_t(t.x0 + lx) + scalar_t(0.5);
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(mean, conic, in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
+        if (!eval_alpha(mean, conic, in.opacity(e), in.cutoff(e), x, y, alpha_max, dx, dy, falloff, raw, alpha)) continue;
         const scalar_t* gc = io.grad_image + pix * C;
         const scalar_t wgt = alpha * T[p];
         scalar_t dot = 0;
@@ -177,11 +175,10 @@ template <typename scalar_t>
 void forward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, const scalar_t* background,
                    scalar_t alpha_max, const ForwardOut<scalar_t>& out) {
   const int64_t C = g.channels;
-  thread_local std::vector<scalar_t> acc, cutoff;
+  thread_local std::vector<scalar_t> acc;
   acc.resize(C);
   const Tile t(g, tile);
   const int64_t s = in.start[tile], n = in.count[tile];
-  power_cutoffs(in, s, n, cutoff);
   for (int64_t ly = 0; ly < t.h; ++ly) {
     for (int64_t lx = 0; lx < t.w; ++lx) {
       std::fill(acc.begin(), acc.end(), scalar_t(0));
@@ -191,7 +188,7 @@ void forward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, con
       for (int64_t k = 0; k < n; ++k) {
         const int64_t e = s + k;
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(in.mean(e), in.conic(e), in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy,
+        if (!eval_alpha(in.mean(e), in.conic(e), in.opacity(e), in.cutoff(e), x, y, alpha_max, dx, dy,
                         falloff, raw, alpha))
           continue;
         const scalar_t next_T = T * (scalar_t(1) - alpha);
@@ -214,10 +211,8 @@ template <typename scalar_t>
 void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, scalar_t alpha_max,
                     const BackwardIo<scalar_t>& io) {
   const int64_t C = g.channels;
-  thread_local std::vector<scalar_t> cutoff;
   const Tile t(g, tile);
   const int64_t s = in.start[tile];
-  power_cutoffs(in, s, in.count[tile], cutoff);
   for (int64_t ly = 0; ly < t.h; ++ly) {
     for (int64_t lx = 0; lx < t.w; ++lx) {
       const int64_t pix = t.pixel(g, ly, lx);
@@ -231,7 +226,7 @@ void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
         const int64_t e = s + k;
         const scalar_t* conic = in.conic(e);
         scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(in.mean(e), conic, in.opacity(e), cutoff[k], x, y, alpha_max, dx, dy, falloff, raw,
+        if (!eval_alpha(in.mean(e), conic, in.opacity(e), in.cutoff(e), x, y, alpha_max, dx, dy, falloff, raw,
                         alpha))
           continue;
         const scalar_t w = alpha * T;
@@ -306,10 +301,12 @@ Grid make_grid(int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x
 template <typename scalar_t>
 Entries<scalar_t> entries_of(const at::Tensor& means, const at::Tensor& conics, const at::Tensor& opacities,
                              const at::Tensor& colors, const at::Tensor& gauss, const at::Tensor& start,
-                             const at::Tensor& count) {
+                             const at::Tensor& count, const at::Tensor& bounds) {
+  TORCH_CHECK(bounds.scalar_type() == at::kDouble && bounds.is_contiguous() && bounds.numel() == 3 * means.size(0),
+              "sa0 native rasteriser: bounds must be the forward's (G, 3) float64");
   return {means.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
           colors.data_ptr<scalar_t>(), gauss.data_ptr<int64_t>(), start.data_ptr<int64_t>(),
-          count.data_ptr<int64_t>(), colors.size(1)};
+          count.data_ptr<int64_t>(), colors.size(1), bounds.data_ptr<double>()};
 }
 
 template <typename scalar_t>
@@ -375,20 +372,26 @@ std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, a
   auto image = at::empty({B, height, width, g.channels}, means.options());
   auto trans = at::empty({B, height, width}, means.options());
   auto used = at::empty({B, height, width}, means.options().dtype(at::kInt));
+  auto bounds = at::empty({means.size(0), 3}, means.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sa0_rasterize_forward", [&] {
-    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, gauss, start, count);
+    const scalar_t *o = opacities.data_ptr<scalar_t>(), *q = conics.data_ptr<scalar_t>();
+    at::parallel_for(0, means.size(0), 2048, [&](int64_t lo, int64_t hi) {
+      gaussian_bounds(o, q, lo, hi, bounds.data_ptr<double>());
+    });
+    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, gauss, start, count, bounds);
     const ForwardOut<scalar_t> out{image.data_ptr<scalar_t>(), trans.data_ptr<scalar_t>(), used.data_ptr<int32_t>()};
     const scalar_t* bg = background.data_ptr<scalar_t>();
     const scalar_t amax = static_cast<scalar_t>(alpha_max);
     parallel_tiles(count, [&](int64_t tile) { forward_tile(kernel, g, tile, in, bg, amax, out); });
   });
-  return {image, trans, used};
+  return {image, trans, used, bounds};
 }
 
 std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
                                            at::Tensor colors, at::Tensor gauss, at::Tensor start, at::Tensor count,
                                            at::Tensor background, at::Tensor image, at::Tensor trans,
-                                           at::Tensor used, at::Tensor grad_image, at::Tensor grad_alpha,
+                                           at::Tensor used, at::Tensor bounds, at::Tensor grad_image,
+                                           at::Tensor grad_alpha,
                                            int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x,
                                            int64_t tiles_y, double alpha_max, int64_t kernel) {
   check_inputs(means, conics, opacities, colors, gauss, start, count, background);
@@ -399,7 +402,7 @@ std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, 
   const int64_t I = gauss.numel(), G = means.size(0), C = g.channels;
   auto rows = at::zeros({I, 6 + C}, means.options());
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "sa0_rasterize_backward", [&] {
-    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, gauss, start, count);
+    const auto in = entries_of<scalar_t>(means, conics, opacities, colors, gauss, start, count, bounds);
     const BackwardIo<scalar_t> io{image.data_ptr<scalar_t>(), trans.data_ptr<scalar_t>(), used.data_ptr<int32_t>(),
                                   grad_image.data_ptr<scalar_t>(), grad_alpha.data_ptr<scalar_t>(),
                                   rows.data_ptr<scalar_t>(), 6 + C};
