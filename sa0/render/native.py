@@ -36,6 +36,7 @@ HEADER = CSRC / "native.h"
 _state: dict = {"tried": False, "module": None, "reason": None}
 KERNEL_ENV = "SA0_NATIVE_KERNEL"
 KERNELS = {"plain": 0, "boxed": 1, "simd": 2}
+_NO_LIST = torch.empty(0, dtype=torch.long)  # the kernel builds the lists itself
 
 
 def kernel_choice() -> str:
@@ -171,7 +172,7 @@ class _NativeRasterize(torch.autograd.Function):
         lists = ctx.lists
         g_means, g_conics, g_opac, g_colors = _state["module"].backward(
             means, conics, opacities, colors, lists.gauss, lists.start, lists.count, background, image, trans, used,
-            bounds, grad_image.contiguous(), grad_alpha[..., 0].contiguous(), *ctx.settings,
+            bounds, *(t if t is not None else _NO_LIST for t in (lists.first, lists.members)), grad_image.contiguous(), grad_alpha[..., 0].contiguous(), *ctx.settings,
         )
         g_bg = (grad_image * trans[..., None]).sum((1, 2))
         return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None, None
@@ -180,9 +181,9 @@ class _NativeRasterize(torch.autograd.Function):
 def native_bins(proj: Projected, width: int, height: int, tile_size: int) -> TileLists:
     """bin_gaussians in the kernel (one counting pass, no sort of the pairs); the same TileLists."""
     with torch.no_grad():
-        gauss, start, count = _state["module"].bin_tiles(proj.means2d.detach(), proj.radii, proj.depths.detach(),
-                                                         width, height, tile_size)
-    return TileLists(gauss, start, count, -(-width // tile_size), -(-height // tile_size))
+        gauss, start, count, first, members = _state["module"].bin_tiles(
+            proj.means2d.detach(), proj.radii, proj.depths.detach(), width, height, tile_size)
+    return TileLists(gauss, start, count, -(-width // tile_size), -(-height // tile_size), first, members)
 
 
 def rasterize_native(

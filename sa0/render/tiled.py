@@ -27,13 +27,16 @@ from sa0.render.projection import ALPHA_THRESHOLD, Projected
 
 @dataclass(frozen=True)
 class TileLists:
-    """Sorted (tile, Gaussian) pairs. gauss (I,) flat index b*N + n; start/count (B*tiles,)."""
+    """Sorted (tile, Gaussian) pairs. gauss (I,) flat index b*N + n; start/count (B*tiles,).
+    The native kernel's binning also lists each Gaussian's entries: members[first[g]:first[g + 1]]."""
 
     gauss: torch.Tensor
     start: torch.Tensor
     count: torch.Tensor
     tiles_x: int
     tiles_y: int
+    first: torch.Tensor | None = None
+    members: torch.Tensor | None = None
 
 
 def bin_gaussians(proj: Projected, width: int, height: int, tile_size: int) -> TileLists:

@@ -133,7 +133,7 @@ def test_the_loop_orders_agree_at_any_thread_count(kernel, monkeypatch, dtype, s
 def test_the_kernels_binning_equals_torchs(kernel, dtype, scene):
     """bin_tiles (parallel counting fill in C++) against sa0.render.tiled.bin_gaussians: the same lists,
     tile by tile in the same depth order, for two cameras and an image not a multiple of the tile,
-    at 1, 2 and 3 threads."""
+    at 1, 2 and 3 threads; with each Gaussian's entries listed in entry order."""
     from sa0.render.tiled import bin_gaussians
 
     g = {"edge cases": lambda: edge_case_gaussians(3, dtype=dtype, seed=3),
@@ -151,6 +151,10 @@ def test_the_kernels_binning_equals_torchs(kernel, dtype, scene):
             assert (got.tiles_x, got.tiles_y) == (want.tiles_x, want.tiles_y)
             for name in ("gauss", "start", "count"):
                 assert torch.equal(getattr(got, name), getattr(want, name)), (tile, n, name)
+            # and each Gaussian's entries, in entry order (what the backward sums per Gaussian)
+            assert torch.equal(got.members, torch.argsort(want.gauss, stable=True))
+            per_gaussian = torch.bincount(want.gauss, minlength=proj.depths.numel())
+            assert torch.equal(got.first, torch.cat((torch.zeros(1, dtype=torch.long), per_gaussian.cumsum(0))))
     finally:
         torch.set_num_threads(threads)
 

@@ -77,7 +77,7 @@ std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tens
   const int64_t per_image = tiles_x * tiles_y, tiles = B * per_image;
   const int32_t* rad = radii.data_ptr<int32_t>();
   const int64_t threads = at::get_num_threads();
-  at::Tensor gauss, count = at::zeros({tiles}, at::kLong);
+  at::Tensor gauss, first, members, count = at::zeros({tiles}, at::kLong);
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "sa0_bin_tiles", [&] {
     const scalar_t* mean = means2d.data_ptr<scalar_t>();
     const scalar_t* depth = depths.data_ptr<scalar_t>();
@@ -113,21 +113,35 @@ std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tens
       }
     }
     gauss = at::empty({total}, at::kLong);
+    // each Gaussian's entries (for the backward's sums per Gaussian): first (B N + 1), members (I)
+    first = at::zeros({B * N + 1}, at::kLong);
+    members = at::empty({total}, at::kLong);
+    int64_t* fst = first.data_ptr<int64_t>();
+    for (int64_t j = 0; j < L; ++j) {
+      const int64_t* s = spans.data() + 4 * j;
+      fst[listed[j] + 1] = (s[1] - s[0] + 1) * (s[3] - s[2] + 1);
+    }
+    for (int64_t i = 0; i < B * N; ++i) fst[i + 1] += fst[i];
     int64_t* out = gauss.data_ptr<int64_t>();
+    int64_t* mem = members.data_ptr<int64_t>();
     at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t c = lo; c < hi; ++c) {
         std::vector<int64_t>& cursor = counts[c];
         for (int64_t j = L * c / chunks; j < L * (c + 1) / chunks; ++j) {
           const int64_t i = listed[j], base = (i / N) * per_image;
           const int64_t* s = spans.data() + 4 * j;
+          int64_t m = fst[i];  // tiles in increasing order, so entries too
           for (int64_t ty = s[2]; ty <= s[3]; ++ty)
-            for (int64_t tx = s[0]; tx <= s[1]; ++tx) out[cursor[base + ty * tiles_x + tx]++] = i;
+            for (int64_t tx = s[0]; tx <= s[1]; ++tx) {
+              const int64_t e = cursor[base + ty * tiles_x + tx]++;
+              out[e] = i, mem[m++] = e;
+            }
         }
       }
     });
   });
   auto start = count.cumsum(0) - count;
-  return {gauss, start, count};
+  return {gauss, start, count, first, members};
 }
 
 }  // namespace sa0native

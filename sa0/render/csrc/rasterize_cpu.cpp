@@ -327,20 +327,29 @@ void backward_tile(int64_t kernel, const Grid& g, int64_t tile, const Entries<sc
   (kernel == 1 ? backward_boxed<scalar_t> : backward_plain<scalar_t>)(g, tile, in, alpha_max, io);
 }
 
-// Per-entry gradient rows (I, K) summed per Gaussian (G, K): the entries of each Gaussian, found by
-// a counting sort of the entries by Gaussian, added in entry order, Gaussians in parallel.
+// Per-entry gradient rows (I, K) summed per Gaussian (G, K): the entries of Gaussian i are
+// members[first[i] .. first[i + 1]) in entry order (from bin_tiles, or here by a counting sort of
+// the entries by Gaussian when torch binned them), added in that order, Gaussians in parallel.
 // Deterministic for any thread count.
-at::Tensor sum_per_gaussian(const at::Tensor& rows, const at::Tensor& gauss, int64_t G) {
+at::Tensor sum_per_gaussian(const at::Tensor& rows, const at::Tensor& gauss, at::Tensor first_t, at::Tensor members_t,
+                            int64_t G) {
   const int64_t I = rows.size(0), K = rows.size(1);
-  const int64_t* gid = gauss.data_ptr<int64_t>();
-  std::vector<int64_t> first(G + 1, 0), members(I);
-  for (int64_t e = 0; e < I; ++e) {
-    TORCH_CHECK(gid[e] >= 0 && gid[e] < G, "sa0 native rasteriser: an entry names Gaussian ", gid[e], " of ", G);
-    ++first[gid[e] + 1];
+  if (first_t.numel() != G + 1 || members_t.numel() != I) {
+    const int64_t* gid = gauss.data_ptr<int64_t>();
+    first_t = at::zeros({G + 1}, at::kLong), members_t = at::empty({I}, at::kLong);
+    int64_t *fst = first_t.data_ptr<int64_t>(), *mem = members_t.data_ptr<int64_t>();
+    for (int64_t e = 0; e < I; ++e) {
+      TORCH_CHECK(gid[e] >= 0 && gid[e] < G, "sa0 native rasteriser: an entry names Gaussian ", gid[e], " of ", G);
+      ++fst[gid[e] + 1];
+    }
+    for (int64_t i = 0; i < G; ++i) fst[i + 1] += fst[i];
+    std::vector<int64_t> cursor(fst, fst + G);
+    for (int64_t e = 0; e < I; ++e) mem[cursor[gid[e]]++] = e;
   }
-  for (int64_t i = 0; i < G; ++i) first[i + 1] += first[i];
-  std::vector<int64_t> cursor(first.begin(), first.end() - 1);
-  for (int64_t e = 0; e < I; ++e) members[cursor[gid[e]]++] = e;
+  TORCH_CHECK(first_t.scalar_type() == at::kLong && members_t.scalar_type() == at::kLong, "entry lists must be int64");
+  first_t = first_t.contiguous(), members_t = members_t.contiguous();
+  const int64_t* first = first_t.data_ptr<int64_t>();
+  const int64_t* members = members_t.data_ptr<int64_t>();
   auto out = at::zeros({G, K}, rows.options());
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "sa0_sum_per_gaussian", [&] {
     const scalar_t* src = rows.data_ptr<scalar_t>();
@@ -390,8 +399,8 @@ std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, a
 std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
                                            at::Tensor colors, at::Tensor gauss, at::Tensor start, at::Tensor count,
                                            at::Tensor background, at::Tensor image, at::Tensor trans,
-                                           at::Tensor used, at::Tensor bounds, at::Tensor grad_image,
-                                           at::Tensor grad_alpha,
+                                           at::Tensor used, at::Tensor bounds, at::Tensor first,
+                                           at::Tensor members, at::Tensor grad_image, at::Tensor grad_alpha,
                                            int64_t width, int64_t height, int64_t tile_size, int64_t tiles_x,
                                            int64_t tiles_y, double alpha_max, int64_t kernel) {
   check_inputs(means, conics, opacities, colors, gauss, start, count, background);
@@ -409,7 +418,7 @@ std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, 
     const scalar_t amax = static_cast<scalar_t>(alpha_max);
     parallel_tiles(count, [&](int64_t tile) { backward_tile(kernel, g, tile, in, amax, io); });
   });
-  const at::Tensor sums = sum_per_gaussian(rows, gauss, G);
+  const at::Tensor sums = sum_per_gaussian(rows, gauss, first, members, G);
   return {sums.slice(1, 0, 2), sums.slice(1, 2, 5), sums.select(1, 5), sums.slice(1, 6, 6 + C)};
 }
 
