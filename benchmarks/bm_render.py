@@ -9,6 +9,16 @@ Cases (random Gaussians from sa0.render.scenes, one camera):
 Then: the native kernel's build time (fresh build directory), a refinement-like step on the
 synthetic head at R = 128 (FLAME -> bind -> render -> L1 -> backward -> Adam) at 256^2 with each
 backend and at 512^2 with native and tiled, and forward-only frames/s of that head at 512^2.
+
+Per thread (1 and 2 torch threads), on 256^2 x 8K and 512^2 x 60K: render() forward and
+forward + backward with the native backend as it is ("v2": C++ projection, AVX2 loop order where
+the CPU has it) against the earlier path ("v1": torch projection + the scalar boxed loop order,
+SA0_NATIVE_KERNEL=boxed), alternated, medians; the speed-up per thread, v2's scaling from 1 to 2
+threads and binning's share of its forward. (v1 here already has this version's binning and
+gather; benchmarks/results/native_cpu_202612.md has the kernel as it was.)
+Last, the refinement loop itself (sa0.refine.refine_subject: L1 + SSIM + aspect penalty, Adam,
+clamp) on the synthetic head at R = 256 (54,420 Gaussians) at 512^2 with all torch threads: steps/s,
+projected minutes for 10,000 steps, and where a step's time goes.
 """
 
 from __future__ import annotations
@@ -18,16 +28,20 @@ import ctypes
 import ctypes.util
 import gc
 import json
+import os
+import statistics
 import tempfile
 import threading
 import time
+from collections import defaultdict
 
 import psutil
 import torch
 
 from sa0.config import FlameConfig, LayoutConfig, RenderConfig
 from sa0.render import render
-from sa0.render.native import load_native
+from sa0.render.native import KERNEL_ENV, load_native, native_bins, rasterize_native
+from sa0.render.projection import project
 from sa0.render.scenes import orbit_cameras, random_gaussians
 from sa0.types import Gaussians, LocalGaussians
 
@@ -155,6 +169,125 @@ def bench_refine_step(size: int, backends: tuple[str, ...], steps: int, resoluti
     return result
 
 
+def _v1_render(g: Gaussians, cams, background):
+    """render()'s native path before v2: torch's projection, then the scalar boxed loop order."""
+    proj = project(g.means, g.quats, g.scales, g.opacities, cams.viewmats, cams.Ks, cams.width, cams.height)
+    n = cams.num_cameras
+    image, alpha = rasterize_native(proj, g.colors.expand(n, -1, -1), g.opacities.expand(n, -1),
+                                    background.expand(n, -1), cams.width, cams.height)
+    return image, alpha
+
+
+def _timed(g: Gaussians, cams, way: str, backward: bool) -> tuple[float, float]:
+    """-> (seconds for render fwd (+ bwd), seconds of binning inside it) with `way` v1 or v2."""
+    leaves = [t.detach().clone().requires_grad_(backward) for t in (g.means, g.quats, g.scales, g.opacities, g.colors)]
+    os.environ[KERNEL_ENV] = "boxed" if way == "v1" else "auto"
+    bg = torch.full((3,), 0.2)
+    t0 = time.perf_counter()
+    if way == "v1":
+        image, _ = _v1_render(Gaussians(*leaves), cams, bg[None])
+    else:
+        image = render(Gaussians(*leaves), cams, bg, RenderConfig(backend="native")).image
+    if backward:
+        (image * torch.linspace(0, 1, image.numel()).reshape(image.shape)).sum().backward()
+    elapsed = time.perf_counter() - t0
+    binning = 0.0
+    if way == "v2" and not backward:
+        with torch.no_grad():
+            proj = project(g.means, g.quats, g.scales, g.opacities, cams.viewmats, cams.Ks, cams.width, cams.height)
+            t1 = time.perf_counter()
+            native_bins(proj, cams.width, cams.height, 16)
+            binning = time.perf_counter() - t1
+    return elapsed, binning
+
+
+def bench_threads(size: int, num: int, rounds: int) -> dict:
+    """v1 vs v2 per thread (1 and 2), forward and forward + backward, medians of alternated rounds."""
+    g = random_gaussians(num, seed=1, median_scale=0.01 if num < 20_000 else 0.006)
+    cams = orbit_cameras(1, size, size)
+    row = {"case": f"{size}^2 x {num}"}
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            times = defaultdict(list)
+            for r in range(rounds + 1):
+                for way in (("v1", "v2") if r % 2 == 0 else ("v2", "v1")):
+                    for backward in (False, True):
+                        elapsed, binning = _timed(g, cams, way, backward)
+                        if r:  # the first round warms up
+                            times[way, backward].append(elapsed)
+                            if binning:
+                                times["bin"].append(binning)
+            for way in ("v1", "v2"):
+                row[f"{way}_t{n}_fwd_ms"] = round(1e3 * statistics.median(times[way, False]), 1)
+                row[f"{way}_t{n}_fwd_bwd_ms"] = round(1e3 * statistics.median(times[way, True]), 1)
+            row[f"speedup_t{n}_fwd"] = round(row[f"v1_t{n}_fwd_ms"] / row[f"v2_t{n}_fwd_ms"], 2)
+            row[f"speedup_t{n}_fwd_bwd"] = round(row[f"v1_t{n}_fwd_bwd_ms"] / row[f"v2_t{n}_fwd_bwd_ms"], 2)
+            row[f"v2_t{n}_binning_ms"] = round(1e3 * statistics.median(times["bin"]), 2)
+            row[f"v2_t{n}_binning_share_of_fwd"] = round(row[f"v2_t{n}_binning_ms"] / row[f"v2_t{n}_fwd_ms"], 3)
+    finally:
+        torch.set_num_threads(threads)
+        os.environ.pop(KERNEL_ENV, None)
+    row["v2_scaling_fwd_bwd"] = round(row["v2_t1_fwd_bwd_ms"] / row["v2_t2_fwd_bwd_ms"], 2)
+    row["v2_scaling_fwd"] = round(row["v2_t1_fwd_ms"] / row["v2_t2_fwd_ms"], 2)
+    return row
+
+
+def bench_refine_loop(resolution: int = 256, size: int = 512, steps: int = 60, warmup: int = 10) -> dict:
+    """The refinement loop as refine_batch runs it (refine_subject on a synthetic clip, every loss term
+    on from step 0): steps/s after `warmup` steps, projected minutes per 10K steps, and the wall time
+    of each stage of a step (sa0.refine.batched's calls, wrapped with timers for this run only)."""
+    import sa0.refine.batched as loop
+    from sa0.data.synthetic import DOMAINS, synthetic_clips
+    from sa0.refine import RefineConfig, refine_subject
+
+    head, tmp = _synthetic_head(resolution)
+    (clip,) = synthetic_clips(head, "mono", 1, 1, 4, 1, size, DOMAINS["studio"], seed=0)
+    stages = defaultdict(list)
+    originals = {}
+
+    def timed(owner, name, label):
+        fn = originals[owner, name] = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            stages[label].append(time.perf_counter() - t0)
+            return out
+        setattr(owner, name, wrapper)
+
+    wrapped = ((loop, "_losses", "forward (bind, render, losses)"), (loop, "bind", "  bind"),
+               (loop, "render", "  render"), (loop, "ssim_per_image", "  SSIM"),
+               (loop, "aspect_penalty", "  aspect penalty"), (loop.RowAdam, "step", "Adam"), (loop, "_clamp", "clamp"))
+    for owner, name, label in wrapped:
+        timed(owner, name, label)
+    backward = torch.Tensor.backward
+    torch.Tensor.backward = lambda self, *a, **k: _timed_call(stages["backward"], backward, self, *a, **k)
+    stamps: list[float] = []
+    cfg = RefineConfig(steps=steps + warmup + 1, log_every=10**9, eval_every=0, images=0, scale_freeze_steps=0)
+    try:
+        refine_subject(head, clip, cfg, progress=lambda _: stamps.append(time.perf_counter()))
+    finally:
+        torch.Tensor.backward = backward
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
+        tmp.cleanup()
+    step_s = (stamps[-1] - stamps[warmup]) / (len(stamps) - 1 - warmup)
+    order = [w[2] for w in wrapped[:5]] + ["backward"] + [w[2] for w in wrapped[5:]]
+    return {"case": f"refinement loop, head R={resolution} ({head.num_gaussians} Gaussians) at {size}^2",
+            "threads": torch.get_num_threads(), "steps_per_s": round(1 / step_s, 2),
+            "minutes_per_10k_steps": round(10_000 * step_s / 60, 1),
+            "stage_ms": {k: round(1e3 * statistics.median(stages[k][warmup:]), 2) for k in order if k in stages}}
+
+
+def _timed_call(sink: list, fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    sink.append(time.perf_counter() - t0)
+    return out
+
+
 def bench_head_fps(size: int = 512, resolution: int = 128, frames: int = 5) -> dict:
     from sa0.render.preview import expressive_params, shaded_gaussians
 
@@ -181,6 +314,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small cases only, no dense refine step")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per case (best time kept; dense runs once)")
     parser.add_argument("--no-build", action="store_true", help="skip timing a fresh build of the native kernel")
+    parser.add_argument("--rounds", type=int, default=7, help="alternated rounds per thread count (medians kept)")
     args = parser.parse_args()
     torch.manual_seed(0)
     all3 = ("native", "tiled", "dense")
@@ -193,6 +327,11 @@ def main() -> None:
     if not args.quick:
         report["refine"].append(bench_refine_step(512, all3[:2], 3))
     report["head"] = bench_head_fps(frames=2 if args.quick else 5)
+    if load_native() is not None:
+        per_thread = [(256, 8192)] if args.quick else [(256, 8192), (512, 60_000)]
+        report["per_thread"] = [bench_threads(s, n, 3 if args.quick else args.rounds) for s, n in per_thread]
+        report["refine_loop"] = bench_refine_loop(128 if args.quick else 256, 256 if args.quick else 512,
+                                                  steps=20 if args.quick else 60)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -210,6 +349,18 @@ def main() -> None:
                                              for b in all3 if b + "_step_s" in r))
     h = report["head"]
     print(f"{h['case']} ({h['gaussians']} Gaussians): native {h['native_fps']:.1f} frames/s, tiled {h['tiled_fps']:.1f} frames/s")
+    for r in report.get("per_thread", []):
+        for n in (1, 2):
+            print(f"{r['case']:>14}, {n} thread{'s' if n > 1 else ''}: forward v1 {r[f'v1_t{n}_fwd_ms']} / v2 "
+                  f"{r[f'v2_t{n}_fwd_ms']} ms ({r[f'speedup_t{n}_fwd']}x), forward + backward v1 "
+                  f"{r[f'v1_t{n}_fwd_bwd_ms']} / v2 {r[f'v2_t{n}_fwd_bwd_ms']} ms ({r[f'speedup_t{n}_fwd_bwd']}x); "
+                  f"binning {r[f'v2_t{n}_binning_ms']} ms = {100 * r[f'v2_t{n}_binning_share_of_fwd']:.1f}% of v2's forward")
+        print(f"{r['case']:>14}: v2 scaling 1 -> 2 threads {r['v2_scaling_fwd_bwd']}x forward + backward, "
+              f"{r['v2_scaling_fwd']}x forward")
+    if "refine_loop" in report:
+        r = report["refine_loop"]
+        print(f"{r['case']}, {r['threads']} threads: {r['steps_per_s']} steps/s, {r['minutes_per_10k_steps']} min "
+              "per 10K steps; per step: " + ", ".join(f"{k.strip()} {v} ms" for k, v in r["stage_ms"].items()))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ import pytest
 import torch
 from pytorch_msssim import ssim as peer_ssim
 
-from sa0.losses.photometric import ssim_per_image_reference
-from sa0.losses.photometric import fused_ssim
+from sa0.losses.photometric import fused_ssim, ssim_per_image_reference
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 11, 11), (2, 3, 40, 29), (3, 1, 64, 64)])
