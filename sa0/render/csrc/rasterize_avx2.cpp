@@ -73,13 +73,14 @@ __attribute__((target("avx2"))) inline __m256 box_lanes(int64_t cx, int64_t bx0,
   return _mm256_castsi256_ps(in);
 }
 
-// eval_alpha per lane: dx, dy, falloff, raw, alpha, and the lanes where alpha counts.
+// eval_alpha per lane, for the `live` lanes: dx, dy, falloff, raw, alpha, and in `ok` the lanes
+// where alpha counts. False when none does; the exp is skipped when no live lane's power is in range.
 struct Lanes {
   __m256 dx, dy, falloff, raw, alpha, ok;
 };
 
-__attribute__((target("avx2"))) inline Lanes eval_alpha8(const Splat& s, __m256 x, __m256 y, __m256 alpha_max) {
-  Lanes l;
+__attribute__((target("avx2"))) inline bool eval_alpha8(const Splat& s, __m256 x, __m256 y, __m256 alpha_max,
+                                                        __m256 live, Lanes& l) {
   l.dx = _mm256_sub_ps(x, s.mx);
   l.dy = _mm256_sub_ps(y, s.my);
   const __m256 quad = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(s.a, l.dx), l.dx),
@@ -87,13 +88,14 @@ __attribute__((target("avx2"))) inline Lanes eval_alpha8(const Splat& s, __m256 
   const __m256 power = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), quad),
                                      _mm256_mul_ps(_mm256_mul_ps(s.b, l.dx), l.dy));
   // boxed: `if (power < 0 || power > cutoff) skip` -- unordered compares keep NaN lanes as boxed does
-  const __m256 in_range = _mm256_and_ps(_mm256_cmp_ps(power, _mm256_setzero_ps(), _CMP_NLT_UQ),
-                                        _mm256_cmp_ps(power, s.cut, _CMP_NGT_UQ));
+  const __m256 in_range = _mm256_and_ps(live, _mm256_and_ps(_mm256_cmp_ps(power, _mm256_setzero_ps(), _CMP_NLT_UQ),
+                                                            _mm256_cmp_ps(power, s.cut, _CMP_NGT_UQ)));
+  if (_mm256_movemask_ps(in_range) == 0) return false;
   l.falloff = exp_neg8(power);
   l.raw = _mm256_mul_ps(s.opacity, l.falloff);
   l.alpha = _mm256_min_ps(l.raw, alpha_max);  // std::min(alpha_max, raw): raw < alpha_max ? raw : alpha_max
   l.ok = _mm256_and_ps(in_range, _mm256_cmp_ps(l.alpha, _mm256_set1_ps(float(kAlphaThreshold)), _CMP_GE_OQ));
-  return l;
+  return _mm256_movemask_ps(l.ok) != 0;
 }
 
 __attribute__((target("avx2"))) inline __m256 pixel_x(const Tile& t, int64_t cx) {
@@ -134,9 +136,9 @@ __attribute__((target("avx2"))) void forward_simd(const Grid& g, int64_t tile, c
         const __m256 live = _mm256_andnot_ps(dn, box_lanes(cx, bx0, bx1));
         if (_mm256_movemask_ps(live) == 0) continue;  // every pixel here has stopped: skip the exp
         const __m256 Tp = _mm256_loadu_ps(&T[p]);
-        const Lanes l = eval_alpha8(sp, pixel_x(t, cx), y, amax);
-        const __m256 valid = _mm256_and_ps(live, l.ok);
-        if (_mm256_movemask_ps(valid) == 0) continue;
+        Lanes l;
+        if (!eval_alpha8(sp, pixel_x(t, cx), y, amax, live, l)) continue;
+        const __m256 valid = l.ok;
         const __m256 next_T = _mm256_mul_ps(Tp, _mm256_sub_ps(one, l.alpha));
         const __m256 stop = _mm256_and_ps(valid, _mm256_cmp_ps(next_T, tmin, _CMP_LE_OQ));
         const __m256 write = _mm256_andnot_ps(stop, valid);
@@ -211,9 +213,9 @@ __attribute__((target("avx2"))) void backward_simd(const Grid& g, int64_t tile, 
         const __m256i endp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&end[p]));
         const __m256 live = _mm256_and_ps(box_lanes(cx, bx0, bx1), _mm256_castsi256_ps(_mm256_cmpgt_epi32(endp, kk)));
         if (_mm256_movemask_ps(live) == 0) continue;  // no pixel here reached entry k
-        const Lanes l = eval_alpha8(sp, pixel_x(t, cx), y, amax);
-        const __m256 valid = _mm256_and_ps(live, l.ok);
-        if (_mm256_movemask_ps(valid) == 0) continue;
+        Lanes l;
+        if (!eval_alpha8(sp, pixel_x(t, cx), y, amax, live, l)) continue;
+        const __m256 valid = l.ok;
         const __m256 Tp = _mm256_loadu_ps(&T[p]);
         const __m256 wgt = _mm256_mul_ps(l.alpha, Tp);
         __m256 dot = _mm256_setzero_ps();
