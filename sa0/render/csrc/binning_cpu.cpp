@@ -8,7 +8,7 @@
 // split the ordered Gaussians into contiguous chunks, each chunk with its own per-tile counts, and
 // chunk j writes each tile's entries after those of chunks 0..j-1. The depth order is a radix sort.
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <cstring>

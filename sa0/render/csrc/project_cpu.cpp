@@ -9,7 +9,7 @@
 // Gaussian shared by all cameras sums its gradient over the cameras in camera order, so results do
 // not depend on the number of threads.
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include "native.h"

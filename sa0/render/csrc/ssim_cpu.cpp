@@ -7,7 +7,7 @@
 // Rows run in parallel on torch's pool; every value is computed by one thread in a fixed order,
 // per-image sums add per-row sums (in row order, in double): results do not depend on the thread count.
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 // The row loops are built twice, for AVX2 and for any x86-64, and picked at load time (GCC's
