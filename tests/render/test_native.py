@@ -221,3 +221,19 @@ def test_native_projection_matches_torchs(kernel, batched, dtype, rel):
     for name, a, b in zip(("means", "quats", "scales"), got_grads, want_grads):
         assert b.abs().max() > 0, name
         assert_rel_close(a, b, rel * 10, name)
+
+
+def test_without_avx2_auto_takes_boxed_and_simd_is_a_clear_error(kernel, monkeypatch):
+    """What a CPU without AVX2 sees (the module's avx2() answers False): auto falls back to the
+    scalar boxed order, and asking for simd names the reason."""
+
+    class NoAvx2:
+        def __getattr__(self, name):
+            return (lambda: False) if name == "avx2" else getattr(kernel, name)
+
+    monkeypatch.setitem(native._state, "module", NoAvx2())
+    monkeypatch.delenv(native.KERNEL_ENV, raising=False)
+    assert native.kernel_choice() == "boxed"
+    monkeypatch.setenv(native.KERNEL_ENV, "simd")
+    with pytest.raises(ValueError, match="SA0_NATIVE_KERNEL=simd needs a CPU with AVX2"):
+        native.kernel_choice()
