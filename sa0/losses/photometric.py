@@ -25,7 +25,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Te
 def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, window: int = 11) -> torch.Tensor:
     """(B,) SSIM of each image (same window and range as ssim); ssim() is their mean; gradient for
     pred only. On CPU, sa0's native kernel (csrc/ssim_cpu.cpp: one pass per blur on the (B, H, W, C)
-    layout, closed-form backward; 2-3x pytorch-msssim at 512^2); elsewhere, or where the kernel
+    layout, closed-form backward; 1.8-2.4x pytorch-msssim at 512^2); elsewhere, or where the kernel
     cannot be built, pytorch-msssim (ssim_per_image_reference, its twin)."""
     if pred.device.type == "cpu" and pred.dtype in (torch.float32, torch.float64) and min(pred.shape[1:3]) >= window:
         if load_native() is not None:
