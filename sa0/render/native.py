@@ -31,7 +31,8 @@ from sa0.render.tiled import TileLists, bin_gaussians
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = ("rasterize_cpu.cpp", "rasterize_avx2.cpp", "binning_cpu.cpp", "project_cpu.cpp", "ssim_cpu.cpp")
+SOURCES = ("rasterize_cpu.cpp", "rasterize_plain.cpp", "rasterize_avx2.cpp", "binning_cpu.cpp", "project_cpu.cpp",
+           "ssim_cpu.cpp")
 HEADER = CSRC / "native.h"
 _state: dict = {"tried": False, "module": None, "reason": None}
 KERNEL_ENV = "SA0_NATIVE_KERNEL"

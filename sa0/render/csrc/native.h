@@ -104,6 +104,30 @@ struct BackwardIo {
   scalar_t* row(int64_t e) const { return grads + stride * e; }
 };
 
+// alpha of one entry at pixel centre (x, y): false where the pixel skips it (power < 0 or above the
+// cutoff, alpha < 1/255); dx, dy, falloff = exp(-power), raw = o falloff, alpha = min(alpha_max, raw).
+template <typename scalar_t>
+inline bool eval_alpha(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, scalar_t cutoff, scalar_t x,
+                       scalar_t y, scalar_t alpha_max, scalar_t& dx, scalar_t& dy, scalar_t& falloff, scalar_t& raw,
+                       scalar_t& alpha) {
+  dx = x - mean[0];
+  dy = y - mean[1];
+  const scalar_t power = scalar_t(0.5) * (conic[0] * dx * dx + conic[2] * dy * dy) + conic[1] * dx * dy;
+  if (power < 0 || power > cutoff) return false;
+  falloff = std::exp(-power);
+  raw = opacity * falloff;
+  alpha = std::min(alpha_max, raw);
+  return alpha >= scalar_t(kAlphaThreshold);
+}
+
+// The plain loops (rasterize_plain.cpp: every pixel of a tile against every entry; the twin).
+template <typename scalar_t>
+void forward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, const scalar_t* background,
+                   scalar_t alpha_max, const ForwardOut<scalar_t>& out);
+template <typename scalar_t>
+void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, scalar_t alpha_max,
+                    const BackwardIo<scalar_t>& io);
+
 // AVX2 versions of the boxed loops (rasterize_avx2.cpp), float only; 8 pixels of a tile row at once.
 bool cpu_has_avx2();
 void forward_simd(const Grid& g, int64_t tile, const Entries<float>& in, const float* background, float alpha_max,

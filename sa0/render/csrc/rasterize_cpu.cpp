@@ -13,7 +13,8 @@
 // sums each Gaussian's entries in entry order. Results do not depend on the number of threads.
 //
 // Three loop orders, chosen per call by `kernel`:
-//   0 plain: every pixel of a tile against every entry of the tile (the obvious loop; the twin);
+//   0 plain: every pixel of a tile against every entry of the tile (the obvious loop; the twin;
+//          rasterize_plain.cpp);
 //   1 boxed: entry by entry, only the pixels inside the entry's box, i.e. the ellipse where its
 //          power stays below the 1/255 cutoff, widened by a safety margin; each pixel keeps its
 //          running transmittance (and, backward, its gathered colour) between entries. Pixels
@@ -34,20 +35,6 @@
 
 namespace sa0native {
 namespace {
-
-template <typename scalar_t>
-inline bool eval_alpha(const scalar_t* mean, const scalar_t* conic, scalar_t opacity, scalar_t cutoff, scalar_t x,
-                       scalar_t y, scalar_t alpha_max, scalar_t& dx, scalar_t& dy, scalar_t& falloff, scalar_t& raw,
-                       scalar_t& alpha) {
-  dx = x - mean[0];
-  dy = y - mean[1];
-  const scalar_t power = scalar_t(0.5) * (conic[0] * dx * dx + conic[2] * dy * dy) + conic[1] * dx * dy;
-  if (power < 0 || power > cutoff) return false;
-  falloff = std::exp(-power);
-  raw = opacity * falloff;
-  alpha = std::min(alpha_max, raw);
-  return alpha >= scalar_t(kAlphaThreshold);
-}
 
 template <typename scalar_t>
 void forward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, const scalar_t* background,
@@ -171,90 +158,6 @@ void backward_boxed(const Grid& g, int64_t tile, const Entries<scalar_t>& in, sc
   }
 }
 
-template <typename scalar_t>
-void forward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, const scalar_t* background,
-                   scalar_t alpha_max, const ForwardOut<scalar_t>& out) {
-  const int64_t C = g.channels;
-  thread_local std::vector<scalar_t> acc;
-  acc.resize(C);
-  const Tile t(g, tile);
-  const int64_t s = in.start[tile], n = in.count[tile];
-  for (int64_t ly = 0; ly < t.h; ++ly) {
-    for (int64_t lx = 0; lx < t.w; ++lx) {
-      std::fill(acc.begin(), acc.end(), scalar_t(0));
-      scalar_t T = 1;
-      int32_t end = 0;
-      const scalar_t x = scalar_t(t.x0 + lx) + scalar_t(0.5), y = scalar_t(t.y0 + ly) + scalar_t(0.5);
-      for (int64_t k = 0; k < n; ++k) {
-        const int64_t e = s + k;
-        scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(in.mean(e), in.conic(e), in.opacity(e), in.cutoff(e), x, y, alpha_max, dx, dy,
-                        falloff, raw, alpha))
-          continue;
-        const scalar_t next_T = T * (scalar_t(1) - alpha);
-        if (next_T <= scalar_t(kTransmittanceMin)) break;
-        const scalar_t w = alpha * T;
-        const scalar_t* c = in.color(e);
-        for (int64_t ch = 0; ch < C; ++ch) acc[ch] += w * c[ch];
-        T = next_T;
-        end = static_cast<int32_t>(k + 1);
-      }
-      const int64_t pix = t.pixel(g, ly, lx);
-      for (int64_t ch = 0; ch < C; ++ch) out.image[pix * C + ch] = acc[ch] + T * background[t.cam * C + ch];
-      out.trans[pix] = T;
-      out.used_end[pix] = end;
-    }
-  }
-}
-
-template <typename scalar_t>
-void backward_plain(const Grid& g, int64_t tile, const Entries<scalar_t>& in, scalar_t alpha_max,
-                    const BackwardIo<scalar_t>& io) {
-  const int64_t C = g.channels;
-  const Tile t(g, tile);
-  const int64_t s = in.start[tile];
-  for (int64_t ly = 0; ly < t.h; ++ly) {
-    for (int64_t lx = 0; lx < t.w; ++lx) {
-      const int64_t pix = t.pixel(g, ly, lx);
-      const scalar_t* gc = io.grad_image + pix * C;
-      scalar_t total = 0;  // dL/dcolour . final colour (background included)
-      for (int64_t ch = 0; ch < C; ++ch) total += gc[ch] * io.image[pix * C + ch];
-      const scalar_t ga_tf = io.grad_alpha[pix] * io.trans[pix];
-      const scalar_t x = scalar_t(t.x0 + lx) + scalar_t(0.5), y = scalar_t(t.y0 + ly) + scalar_t(0.5);
-      scalar_t T = 1, prefix = 0;
-      for (int64_t k = 0; k < io.used_end[pix]; ++k) {
-        const int64_t e = s + k;
-        const scalar_t* conic = in.conic(e);
-        scalar_t dx, dy, falloff, raw, alpha;
-        if (!eval_alpha(in.mean(e), conic, in.opacity(e), in.cutoff(e), x, y, alpha_max, dx, dy, falloff, raw,
-                        alpha))
-          continue;
-        const scalar_t w = alpha * T;
-        const scalar_t* c = in.color(e);
-        scalar_t* gcol = io.row(e) + 6;
-        scalar_t dot = 0;
-        for (int64_t ch = 0; ch < C; ++ch) {
-          dot += gc[ch] * c[ch];
-          gcol[ch] += w * gc[ch];
-        }
-        prefix += w * dot;
-        const scalar_t inv = scalar_t(1) / (scalar_t(1) - alpha);
-        const scalar_t g_alpha = T * dot - (total - prefix) * inv + ga_tf * inv;
-        if (raw < alpha_max) {
-          const scalar_t g_power = -raw * g_alpha;
-          io.row(e)[5] += falloff * g_alpha;
-          io.row(e)[2] += scalar_t(0.5) * g_power * dx * dx;
-          io.row(e)[3] += g_power * dx * dy;
-          io.row(e)[4] += scalar_t(0.5) * g_power * dy * dy;
-          io.row(e)[0] -= g_power * (conic[0] * dx + conic[1] * dy);
-          io.row(e)[1] -= g_power * (conic[1] * dx + conic[2] * dy);
-        }
-        T *= scalar_t(1) - alpha;
-      }
-    }
-  }
-}
-
 // Tiles differ in cost by orders of magnitude (a face fills some, background others), so a static
 // split of the tile range leaves threads idle. Threads instead take tiles one at a time from a
 // shared counter, most entries first. Every tile is computed the same way by whichever thread takes
@@ -370,6 +273,8 @@ int64_t effective_kernel(int64_t kernel, at::ScalarType dtype) {
   return kernel;
 }
 
+}  // namespace
+
 std::vector<at::Tensor> rasterize_forward(at::Tensor means, at::Tensor conics, at::Tensor opacities,
                                           at::Tensor colors, at::Tensor gauss, at::Tensor start, at::Tensor count,
                                           at::Tensor background, int64_t width, int64_t height, int64_t tile_size,
@@ -422,8 +327,8 @@ std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, 
   return {sums.slice(1, 0, 2), sums.slice(1, 2, 5), sums.select(1, 5), sums.slice(1, 6, 6 + C)};
 }
 
-}  // namespace
-
+// defined in the other files of the extension
+bool cpu_has_avx2();
 std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tensor depths, int64_t width,
                                   int64_t height, int64_t tile_size);
 std::vector<at::Tensor> project_forward(at::Tensor means, at::Tensor quats, at::Tensor scales, at::Tensor opacities,
