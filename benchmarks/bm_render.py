@@ -259,33 +259,24 @@ def bench_refine_loop(resolution: int = 256, size: int = 512, steps: int = 60, w
 
     wrapped = ((loop, "_losses", "forward (bind, render, losses)"), (loop, "bind", "  bind"),
                (loop, "render", "  render"), (loop, "ssim_per_image", "  SSIM"),
-               (loop, "aspect_penalty", "  aspect penalty"), (loop.RowAdam, "step", "Adam"), (loop, "_clamp", "clamp"))
+               (loop, "aspect_penalty", "  aspect penalty"), (torch.Tensor, "backward", "backward"),
+               (loop.RowAdam, "step", "Adam"), (loop, "_clamp", "clamp"))
     for owner, name, label in wrapped:
         timed(owner, name, label)
-    backward = torch.Tensor.backward
-    torch.Tensor.backward = lambda self, *a, **k: _timed_call(stages["backward"], backward, self, *a, **k)
     stamps: list[float] = []
     cfg = RefineConfig(steps=steps + warmup + 1, log_every=10**9, eval_every=0, images=0, scale_freeze_steps=0)
     try:
         refine_subject(head, clip, cfg, progress=lambda _: stamps.append(time.perf_counter()))
     finally:
-        torch.Tensor.backward = backward
         for (owner, name), fn in originals.items():
             setattr(owner, name, fn)
         tmp.cleanup()
     step_s = (stamps[-1] - stamps[warmup]) / (len(stamps) - 1 - warmup)
-    order = [w[2] for w in wrapped[:5]] + ["backward"] + [w[2] for w in wrapped[5:]]
     return {"case": f"refinement loop, head R={resolution} ({head.num_gaussians} Gaussians) at {size}^2",
             "threads": torch.get_num_threads(), "steps_per_s": round(1 / step_s, 2),
             "minutes_per_10k_steps": round(10_000 * step_s / 60, 1),
-            "stage_ms": {k: round(1e3 * statistics.median(stages[k][warmup:]), 2) for k in order if k in stages}}
-
-
-def _timed_call(sink: list, fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    sink.append(time.perf_counter() - t0)
-    return out
+            "stage_ms": {k: round(1e3 * statistics.median(stages[k][warmup:]), 2)
+                         for _, _, k in wrapped if k in stages}}
 
 
 def bench_head_fps(size: int = 512, resolution: int = 128, frames: int = 5) -> dict:
@@ -354,7 +345,8 @@ def main() -> None:
             print(f"{r['case']:>14}, {n} thread{'s' if n > 1 else ''}: forward v1 {r[f'v1_t{n}_fwd_ms']} / v2 "
                   f"{r[f'v2_t{n}_fwd_ms']} ms ({r[f'speedup_t{n}_fwd']}x), forward + backward v1 "
                   f"{r[f'v1_t{n}_fwd_bwd_ms']} / v2 {r[f'v2_t{n}_fwd_bwd_ms']} ms ({r[f'speedup_t{n}_fwd_bwd']}x); "
-                  f"binning {r[f'v2_t{n}_binning_ms']} ms = {100 * r[f'v2_t{n}_binning_share_of_fwd']:.1f}% of v2's forward")
+                  f"binning {r[f'v2_t{n}_binning_ms']} ms = "
+                  f"{100 * r[f'v2_t{n}_binning_share_of_fwd']:.1f}% of v2's forward")
         print(f"{r['case']:>14}: v2 scaling 1 -> 2 threads {r['v2_scaling_fwd_bwd']}x forward + backward, "
               f"{r['v2_scaling_fwd']}x forward")
     if "refine_loop" in report:

@@ -41,16 +41,16 @@ def ssim_per_image_reference(pred: torch.Tensor, target: torch.Tensor, window: i
 class _NativeSSIM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, window: int) -> torch.Tensor:
-        module = load_native()
+        x, y = x.contiguous(), y.contiguous()
         taps = _window(window, 1.5, 1, x)[0].reshape(-1).contiguous()
-        values, moments = module.ssim_forward(x.contiguous(), y.contiguous(), taps)
+        values, moments = load_native().ssim_forward(x, y, taps)
         ctx.save_for_backward(x, y, taps, moments)
         return values
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, y, taps, moments = ctx.saved_tensors
-        return load_native().ssim_backward(grad.contiguous(), x.contiguous(), y.contiguous(), taps, moments), None, None
+        return load_native().ssim_backward(grad.contiguous(), x, y, taps, moments), None, None
 
 
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2  # (K1 L)^2, (K2 L)^2 with data range L = 1

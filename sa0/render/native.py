@@ -1,15 +1,17 @@
 """Native CPU backend: a C++ compositing kernel (csrc/*.cpp) behind render().
 
 Projection is fused per Gaussian in C++ (`project_native`, csrc/project_cpu.cpp, with an exact
-backward; sa0.render.projection is its torch twin, used where cameras need gradients); binning is the kernel's parallel counting fill (`bin_tiles`, csrc/binning_cpu.cpp,
-equal to sa0.render.tiled.bin_gaussians, its torch twin); the kernel composites tiles in parallel on
-torch's thread pool and has an exact hand-written backward. The same extension carries the
-refinement loss's SSIM (csrc/ssim_cpu.cpp, used by sa0.losses.photometric.ssim_per_image).
-It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved) and cached under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be
-built (no compiler, ...), `load_native()` returns None, the reason is logged once, and render()
-falls back to the torch tiled backend.
+backward; sa0.render.projection is its torch twin, used where cameras need gradients); binning is
+the kernel's parallel counting fill (`bin_tiles`, csrc/binning_cpu.cpp, equal to
+sa0.render.tiled.bin_gaussians, its torch twin); the kernel composites tiles in parallel on torch's
+thread pool and has an exact hand-written backward. The same extension carries the refinement
+loss's SSIM (csrc/ssim_cpu.cpp, used by sa0.losses.photometric.ssim_per_image).
+It is compiled with torch.utils.cpp_extension on first use (no CUDA toolkit involved) and cached
+under $TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions). If it cannot be built (no
+compiler, ...), `load_native()` returns None, the reason is logged once, and render() falls back to
+the torch tiled backend.
 
-The kernel has three loop orders (csrc/rasterize_cpu.cpp): `plain`, every pixel of a tile against
+The kernel has three loop orders (csrc/rasterize_*.cpp): `plain`, every pixel of a tile against
 every entry (the obvious twin, with torch's binning); `boxed`, only the pixels each Gaussian's
 ellipse can reach (bitwise equal to plain); `simd`, boxed with 8 pixels at once on AVX2 (float32;
 images within ~1e-7 of boxed, gradients summed in another order). SA0_NATIVE_KERNEL picks one:
@@ -18,6 +20,7 @@ images within ~1e-7 of boxed, gradients summed in another order). SA0_NATIVE_KER
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -37,7 +40,6 @@ HEADER = CSRC / "native.h"
 _state: dict = {"tried": False, "module": None, "reason": None}
 KERNEL_ENV = "SA0_NATIVE_KERNEL"
 KERNELS = {"plain": 0, "boxed": 1, "simd": 2}
-_NO_LIST = torch.empty(0, dtype=torch.long)  # the kernel builds the lists itself
 
 
 def kernel_choice() -> str:
@@ -173,7 +175,8 @@ class _NativeRasterize(torch.autograd.Function):
         lists = ctx.lists
         g_means, g_conics, g_opac, g_colors = _state["module"].backward(
             means, conics, opacities, colors, lists.gauss, lists.start, lists.count, background, image, trans, used,
-            bounds, *(t if t is not None else _NO_LIST for t in (lists.first, lists.members)), grad_image.contiguous(), grad_alpha[..., 0].contiguous(), *ctx.settings,
+            bounds, lists.first, lists.members, grad_image.contiguous(), grad_alpha[..., 0].contiguous(),
+            *ctx.settings,
         )
         g_bg = (grad_image * trans[..., None]).sum((1, 2))
         return g_means, g_conics, g_opac, g_colors, g_bg, None, None, None, None, None, None
@@ -201,8 +204,13 @@ def rasterize_native(
     if load_native() is None:
         raise RuntimeError(f"native CPU rasteriser unavailable: {native_unavailable_reason()}")
     kernel = kernel_choice()  # one choice for the binning and both kernel calls
-    binned = native_bins if kernel != "plain" else bin_gaussians
-    lists = binned(proj, width, height, tile_size)
+    if kernel == "plain":  # the twin: torch's binning, each Gaussian's entries by a stable sort
+        lists = bin_gaussians(proj, width, height, tile_size)
+        per_gaussian = torch.bincount(lists.gauss, minlength=proj.depths.numel())
+        first = torch.cat((per_gaussian.new_zeros(1), per_gaussian.cumsum(0)))
+        lists = dataclasses.replace(lists, first=first, members=torch.argsort(lists.gauss, stable=True))
+    else:
+        lists = native_bins(proj, width, height, tile_size)
     c = colors.shape[-1]
     return _NativeRasterize.apply(
         proj.means2d.reshape(-1, 2).contiguous(),

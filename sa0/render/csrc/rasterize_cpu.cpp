@@ -231,25 +231,13 @@ void backward_tile(int64_t kernel, const Grid& g, int64_t tile, const Entries<sc
 }
 
 // Per-entry gradient rows (I, K) summed per Gaussian (G, K): the entries of Gaussian i are
-// members[first[i] .. first[i + 1]) in entry order (from bin_tiles, or here by a counting sort of
-// the entries by Gaussian when torch binned them), added in that order, Gaussians in parallel.
-// Deterministic for any thread count.
-at::Tensor sum_per_gaussian(const at::Tensor& rows, const at::Tensor& gauss, at::Tensor first_t, at::Tensor members_t,
-                            int64_t G) {
-  const int64_t I = rows.size(0), K = rows.size(1);
-  if (first_t.numel() != G + 1 || members_t.numel() != I) {
-    const int64_t* gid = gauss.data_ptr<int64_t>();
-    first_t = at::zeros({G + 1}, at::kLong), members_t = at::empty({I}, at::kLong);
-    int64_t *fst = first_t.data_ptr<int64_t>(), *mem = members_t.data_ptr<int64_t>();
-    for (int64_t e = 0; e < I; ++e) {
-      TORCH_CHECK(gid[e] >= 0 && gid[e] < G, "sa0 native rasteriser: an entry names Gaussian ", gid[e], " of ", G);
-      ++fst[gid[e] + 1];
-    }
-    for (int64_t i = 0; i < G; ++i) fst[i + 1] += fst[i];
-    std::vector<int64_t> cursor(fst, fst + G);
-    for (int64_t e = 0; e < I; ++e) mem[cursor[gid[e]]++] = e;
-  }
-  TORCH_CHECK(first_t.scalar_type() == at::kLong && members_t.scalar_type() == at::kLong, "entry lists must be int64");
+// members[first[i] .. first[i + 1]) in entry order (TileLists.first / members), added in that order,
+// Gaussians in parallel. Deterministic for any thread count.
+at::Tensor sum_per_gaussian(const at::Tensor& rows, at::Tensor first_t, at::Tensor members_t, int64_t G) {
+  const int64_t K = rows.size(1);
+  TORCH_CHECK(first_t.scalar_type() == at::kLong && members_t.scalar_type() == at::kLong &&
+                  first_t.numel() == G + 1 && members_t.numel() == rows.size(0),
+              "sa0 native rasteriser: first must be (G + 1,) and members (I,) int64");
   first_t = first_t.contiguous(), members_t = members_t.contiguous();
   const int64_t* first = first_t.data_ptr<int64_t>();
   const int64_t* members = members_t.data_ptr<int64_t>();
@@ -323,12 +311,11 @@ std::vector<at::Tensor> rasterize_backward(at::Tensor means, at::Tensor conics, 
     const scalar_t amax = static_cast<scalar_t>(alpha_max);
     parallel_tiles(count, [&](int64_t tile) { backward_tile(kernel, g, tile, in, amax, io); });
   });
-  const at::Tensor sums = sum_per_gaussian(rows, gauss, first, members, G);
+  const at::Tensor sums = sum_per_gaussian(rows, first, members, G);
   return {sums.slice(1, 0, 2), sums.slice(1, 2, 5), sums.select(1, 5), sums.slice(1, 6, 6 + C)};
 }
 
-// defined in the other files of the extension
-bool cpu_has_avx2();
+// defined in the other files of the extension (cpu_has_avx2: native.h)
 std::vector<at::Tensor> bin_tiles(at::Tensor means2d, at::Tensor radii, at::Tensor depths, int64_t width,
                                   int64_t height, int64_t tile_size);
 std::vector<at::Tensor> project_forward(at::Tensor means, at::Tensor quats, at::Tensor scales, at::Tensor opacities,
