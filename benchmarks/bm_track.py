@@ -11,10 +11,11 @@ true landmarks plus 1 px Gaussian noise per coordinate (the issue's protocol).
                 lengths (its cost is per step x frames), and its accuracy against the truth: landmark
                 RMSE vs the noiseless landmarks (512^2 px), median front-of-head vertex error after
                 centring each frame (mm), largest head and jaw rotation errors (degrees)
-  photometric   the optional stage (PhotoConfig defaults): frames/s, masked L1 before/after
+  photometric   the stage after the fit (PhotoConfig defaults, on in TrackConfig's): frames/s, its image
+                loss (colour L1 + weighted silhouette term) before/after
   refinement    held-out PSNR (last fifth of the frames) after refining on 256^2 crops from the tracked
                 parameters and from the true ones on the same crops and frames (truth_twin); gap = truth
-                - tracked, with and without the photometric stage
+                - tracked, landmarks only and with the photometric stage
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def refine_case(root: Path, head, embedding, video, photo: PhotoConfig | None, s
            "reprojection_median_px_256": report["reprojection_px"]["median"]}
     if photo is not None:
         row |= {"photometric_frames_per_s": round(report["frames_per_second"]["photometric"], 2),
-                "photometric_s": report["seconds"]["photometric_s"],
+                "photometric_s": report["seconds"]["photometric_s"], "photometric_steps": report["photometric"]["steps"],
                 "l1_before": round(report["photometric"]["l1_before"], 4),
                 "l1_after": round(report["photometric"]["l1_after"], 4)}
     return row
@@ -95,7 +96,7 @@ def refine_case(root: Path, head, embedding, video, photo: PhotoConfig | None, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="shorter clips and refinement, no photometric row")
+    parser.add_argument("--quick", action="store_true", help="shorter clips and refinement")
     parser.add_argument("--refine-steps", type=int, default=None, help="refinement steps (default 1000, quick 200)")
     args = parser.parse_args()
     steps = args.refine_steps or (200 if args.quick else 1000)
@@ -108,7 +109,7 @@ def main() -> None:
         longer = synthetic_video(head, embedding, frames=48 if args.quick else 96, resolution=512, seed=3)
         report = {"detect": detect_case(video), "fit": [fit_case(head, embedding, v) for v in (video, longer)],
                   "refinement": [refine_case(root, head, embedding, video, p, steps)
-                                 for p in ((None,) if args.quick else (None, PhotoConfig()))]}
+                                 for p in (None, PhotoConfig())]}
     if args.json:
         print(json.dumps(report, indent=1))
         return
@@ -120,7 +121,8 @@ def main() -> None:
               f"RMSE {f['clean_rmse_px']} px @512, front-of-head vertices {f['vertex_mm']} mm (centred), head "
               f"{f['head_deg']} deg, jaw {f['jaw_deg']} deg max; focal {f['focal_fitted']} (true {f['focal_true']})")
     for r in report["refinement"]:
-        extra = (f"; photometric {r['photometric_frames_per_s']} frames/s, L1 {r['l1_before']} -> {r['l1_after']}"
+        extra = (f"; photometric {r['photometric_frames_per_s']} frames/s, image loss {r['l1_before']} -> "
+                 f"{r['l1_after']}"
                  if r["photometric"] else "")
         print(f"refinement {r['refine_steps']} steps, {'with' if r['photometric'] else 'without'} photometric: "
               f"tracked {r['psnr_tracked']} dB vs truth {r['psnr_truth']} dB, gap {r['gap_db']} dB{extra}")

@@ -1,7 +1,7 @@
 """Track a phone video or a few portraits into clips sa0 can refine: FLAME + camera per frame.
 
     python jobs/track.py --video FILE [--out data/<name>] [--flame-dir DIR] [--size 512] [--every N]
-        [--max-frames N] [--subject NAME] [--focal F] [--photometric [STEPS]] [--no-overlay]
+        [--max-frames N] [--subject NAME] [--focal F] [--photometric VISITS] [--no-overlay]
         [--device cpu|cuda]
     python jobs/track.py --images DIR_OR_FILES ... [same options]
 
@@ -9,9 +9,12 @@ Writes OUT/shard-*.tar + manifest.json (one clip, split train: the refiner holds
 OUT/tracking_report.json (per-frame landmark error, frames skipped and why, timings) and
 OUT/overlay.mp4 (fitted mesh and landmarks over each crop). Landmarks come from MediaPipe in sa0's
 own environment (`python -m sa0.track.mediapipe_env` installs it; the README's install command runs
-it). Without --flame-dir or $SA0_FLAME_DIR it fits sa0's synthetic head. --photometric adds a stage
-that polishes each frame's pose and expression against the pixels through sa0's renderer (slower;
-on sa0's synthetic benchmark it does not yet improve refinement: benchmarks/bm_track.py). Then:
+it). Without --flame-dir or $SA0_FLAME_DIR it fits sa0's synthetic head. After the landmark fit a
+photometric stage (--photometric VISITS: renders per frame, default 80, ~1.3 s per frame on 2 CPU
+cores; 0 turns it off) polishes the identity shape and each frame's pose and expression against the
+pixels and the matte through sa0's renderer: on sa0's synthetic benchmark it brings refinement from
+tracked parameters from ~2.2 dB to ~0.6 dB of refinement from the true ones
+(benchmarks/bm_track.py). Then:
 
     python jobs/refine_batch.py --subjects <name> --shards OUT
 """
@@ -50,8 +53,9 @@ def main(argv=None) -> int:
     parser.add_argument("--subject", default=None, help="subject name in the clip (default: the input's name)")
     parser.add_argument("--focal", type=float, default=None, help="known focal length in units of the longer "
                                                                   "image side (default: fitted)")
-    parser.add_argument("--photometric", type=int, nargs="?", const=PhotoConfig.steps, default=0, metavar="STEPS",
-                        help=f"add the photometric stage (default {PhotoConfig.steps} steps when given)")
+    parser.add_argument("--photometric", type=int, default=PhotoConfig.visits, metavar="VISITS",
+                        help=f"photometric stage: renders per frame (default {PhotoConfig.visits}, about 1.3 s per "
+                             "frame on 2 CPU cores; 0: landmarks only)")
     parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     args = parser.parse_args(argv)
@@ -63,8 +67,7 @@ def main(argv=None) -> int:
         out = Path(args.out or Path("data") / frames.name)
         cfg = TrackConfig(size=args.size, subject=args.subject, overlay=not args.no_overlay, device=device,
                           fit=FitConfig(focal=args.focal),
-                          photo=PhotoConfig(steps=args.photometric, warmup=min(PhotoConfig.warmup, args.photometric // 5))
-                          if args.photometric else None)
+                          photo=PhotoConfig(visits=args.photometric) if args.photometric else None)
         from sa0.track.mp_detector import MediaPipeDetector
 
         with flame_dir_or_synthetic(args.flame_dir) as flame_dir:

@@ -1,14 +1,19 @@
-"""The photometric stage: per-frame pose, jaw and expression polished against the pixels.
+"""The photometric stage: identity shape and per-frame pose, jaw and expression polished against
+the pixels and the matte.
 
-Landmarks pin the head to about a pixel; refinement at ~40 dB needs better. This stage renders a
-Gaussian head bound to the fitted FLAME meshes with sa0's own differentiable renderer and fits one
-appearance shared by all frames (texel colours, small position offsets) jointly with per-frame
-corrections of global rotation, translation, jaw and expression. Because the appearance is shared,
-a frame can only lower its photometric error by moving its mesh into place. The landmark loss stays
-on as an anchor, and corrections are held near the landmark fit by a quadratic prior. The image loss
-is L1 against the matted crop on black, as refinement sees it (optionally only inside the landmark
-box): the silhouette pins yaw and pitch, which landmarks leave loose (an asymmetric expression can
-mimic a degree of yaw at a tenth of a pixel of landmark error).
+Landmarks pin the face to about a pixel but leave the rest of the head loose: the cranium, ears and
+neck carry no landmark, so the fitted shape there is the prior's, and a head turned by a fraction of
+a degree about the face keeps its landmarks while its outline moves by pixels. Refinement at ~40 dB
+sees exactly those outline errors (on sa0's synthetic ground truth ~80% of the held-out error that
+landmark tracking adds: benchmarks/results/track_cpu_202612.md). This stage renders a Gaussian head
+bound to the fitted FLAME meshes with sa0's own differentiable renderer and fits, jointly: one set
+of texel colours shared by all frames, a shared correction of the leading identity components, and
+per-frame corrections of global rotation, translation, jaw and expression. The Gaussians keep their
+rest places on the mesh (no free offsets), so only the mesh can move to explain an outline. Losses:
+L1 against the matted crop on black, as refinement sees it, plus a silhouette term |alpha - matte|;
+below the chin the term is one-sided (only alpha outside the matte counts), because a person matte
+also holds the shoulders, which the FLAME neck must not stretch to cover. The landmark loss stays on
+as a weak anchor; an optional quadratic prior (w_stay) holds corrections near the landmark fit.
 """
 
 from __future__ import annotations
@@ -29,30 +34,49 @@ from sa0.types import Cameras, FlameParams, LocalGaussians
 
 @dataclass(frozen=True, kw_only=True)
 class PhotoConfig:
-    """steps: Adam steps (the first `warmup` fit the appearance only); frames_per_step: frames
-    rendered per step; size: render side (crops are resampled to it); w_landmarks: weight of the
-    landmark anchor (crop pixels, Cauchy); w_stay: prior keeping corrections near the landmark fit;
-    num_expression: leading expression components corrected; face_box: None (the image loss counts
-    over the whole crop) or the growth of the landmark box it is limited to."""
+    """visits: how often each frame is rendered: the stage runs ceil(visits x frames /
+    frames_per_step) Adam steps (`steps_for`), the first `warmup` of them (at most a fifth)
+    fitting the appearance only, so each frame's corrections get the same number of updates
+    whatever the clip's length (on sa0's benchmark ~40, 80 and 160 visits left 0.7, 0.3 and
+    0.1 dB of the refinement gap); frames_per_step: frames rendered per step; size: render side
+    (crops are resampled to it); w_landmarks: weight of the landmark anchor (crop pixels,
+    Cauchy); w_silhouette: weight of |alpha - matte| against the colour L1; w_stay: prior keeping
+    corrections near the landmark fit; num_expression, num_shape: leading expression (per frame)
+    and identity (shared) components corrected; face_box: None (the losses count over the whole
+    crop) or the growth of the landmark box they are limited to."""
 
-    steps: int = 300
-    warmup: int = 60
+    visits: int = 80
+    warmup: int = 20
     frames_per_step: int = 4
     size: int = 256
-    lr_rotation: float = 5e-4
-    lr_translation: float = 1e-4
+    lr_rotation: float = 3e-3
+    lr_translation: float = 5e-4
     lr_expression: float = 5e-3
+    lr_shape: float = 2e-2
     lr_colors: float = 5e-2
-    lr_positions: float = 2e-4
-    w_landmarks: float = 0.02
-    w_stay: float = 10.0
+    w_landmarks: float = 0.002
+    w_silhouette: float = 30.0
+    w_stay: float = 0.0
     num_expression: int = 20
+    num_shape: int = 100
     face_box: float | None = None
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 0 or self.frames_per_step < 1 or self.size < 16 or not 0 <= self.warmup <= self.steps:
-            raise ValueError("PhotoConfig: steps >= warmup >= 0, frames_per_step >= 1, size >= 16")
+        if self.visits < 0 or self.warmup < 0 or self.frames_per_step < 1 or self.size < 16:
+            raise ValueError("PhotoConfig: visits >= 0, warmup >= 0, frames_per_step >= 1, size >= 16")
+
+    def steps_for(self, frames: int) -> int:
+        """Adam steps for a clip of `frames` frames (a step renders at most `frames` of them)."""
+        return -(-self.visits * frames // min(self.frames_per_step, max(frames, 1)))
+
+
+def below_chin(observed: np.ndarray, size: int) -> np.ndarray:
+    """(T, L, 2) crop-pixel landmarks (NaN: unseen) -> (T, S, S) bool: rows below the lowest seen
+    landmark (the chin), where a person matte holds neck and shoulders as well as the head."""
+    chin = np.nanmax(observed[..., 1], axis=1)
+    rows = np.arange(size)[None, :, None] + 0.5
+    return np.broadcast_to(rows > chin[:, None, None], (len(observed), size, size)).copy()
 
 
 def loss_regions(boxes: np.ndarray, size: int, grow: float | None) -> np.ndarray:
@@ -70,12 +94,14 @@ def loss_regions(boxes: np.ndarray, size: int, grow: float | None) -> np.ndarray
 
 def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParams, Ks: np.ndarray,
                        images: np.ndarray, mattes: np.ndarray, regions: np.ndarray, observed: np.ndarray,
-                       cfg: PhotoConfig, device: str | torch.device = "cpu",
-                       progress=None) -> tuple[FlameParams, dict]:
+                       cfg: PhotoConfig, device: str | torch.device = "cpu", progress=None,
+                       has_matte: np.ndarray | None = None) -> tuple[FlameParams, dict]:
     """params: landmark-fit FlameParams (T, ...) under VIEW0; Ks (T, 3, 3) crop intrinsics at
     images' size (T, S, S, 3) uint8; mattes (T, S, S) uint8; regions (T, S, S) (loss_regions);
-    observed (T, L, 2) crop-pixel landmarks (NaN: unseen). -> polished params (CPU) and
-    {"l1_before", "l1_after"} (masked L1 over all frames)."""
+    observed (T, L, 2) crop-pixel landmarks (NaN: unseen); has_matte (T,) bool: frames whose matte
+    is real (default all; the others get no silhouette term). -> polished params (CPU) and
+    {"l1_before", "l1_after"} (the stage's image loss, colour L1 plus weighted silhouette term,
+    over all frames) and "steps"."""
     device = torch.device(device)
     head = head if head.faces.device == device else head.to(device)
     layer = layer.moved(device)
@@ -84,13 +110,17 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
     num_e = min(cfg.num_expression, start.expression.shape[1])
     delta = {name: torch.zeros(t_count, width, device=device, requires_grad=True)
              for name, width in (("global_rot", 3), ("translation", 3), ("jaw", 3), ("expression", num_e))}
+    num_s = min(cfg.num_shape, start.shape.shape[1])
+    shape_delta = torch.zeros(1, num_s, device=device, requires_grad=True)
     local0 = init_local_gaussians(head.flame.v_template, head.faces, head.layout)
     matte = torch.as_tensor(mattes, device=device)[..., None].float() / 255.0
     target = torch.as_tensor(images, device=device).float() / 255.0 * matte  # on black, as refinement sees it
     weight = torch.as_tensor(regions, device=device)[..., None]
+    one_sided = torch.as_tensor(below_chin(np.asarray(observed, np.float32), size), device=device)[..., None]
+    w_sil = cfg.w_silhouette * torch.as_tensor(np.ones(t_count, bool) if has_matte is None else has_matte,
+                                               dtype=torch.float32, device=device)
     colors = (target.sum((0, 1, 2)) / matte.sum((0, 1, 2)).clamp(min=1)).expand(len(local0.colors), 3)
     colors = torch.logit(colors.clamp(0.02, 0.98)).clone().requires_grad_()
-    offsets = torch.zeros_like(local0.positions, requires_grad=True)
     view = torch.as_tensor(VIEW0, device=device)
     Ks_t = torch.as_tensor(Ks, dtype=torch.float32, device=device)
     obs = torch.as_tensor(observed, dtype=torch.float32, device=device)
@@ -105,57 +135,61 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
             p[name] = p[name] + delta[name][idx]
         p["expression"] = torch.cat((p["expression"][:, :num_e] + delta["expression"][idx],
                                      p["expression"][:, num_e:]), 1)
+        p["shape"] = torch.cat((p["shape"][:, :num_s] + shape_delta, p["shape"][:, num_s:]), 1)
         return FlameParams(**p)
 
     def frame_loss(idx):
         p = posed(idx)
         verts = head.flame(p)
-        local = LocalGaussians(local0.positions + offsets, local0.rotations, local0.log_scales,
-                               torch.sigmoid(colors), local0.opacity_logits)
+        local = LocalGaussians(local0.positions, local0.rotations, local0.log_scales, torch.sigmoid(colors),
+                               local0.opacity_logits)
         l1 = []
         for j, t in enumerate(idx.tolist()):
             cams = Cameras(view[None], Ks_t[t][None], size, size)
             out = render(bind(local, verts[j], head.faces, head.layout), cams, black, render_cfg)
-            diff = (out.image[0] - target[t]).abs() * weight[t]
-            l1.append(diff.sum() / weight[t].sum().clamp(min=1) / 3)
+            diff = (out.image[0] - target[t]).abs().sum(-1, keepdim=True) / 3
+            gap = out.alpha[0] - matte[t]
+            sil = torch.where(one_sided[t], gap.clamp(min=0), gap.abs())
+            l1.append(((diff + w_sil[t] * sil) * weight[t]).sum() / weight[t].sum().clamp(min=1))
         l1 = torch.stack(l1)
         pix = project(layer(p), Ks_t[idx, 0, 0], Ks_t[idx, :2, 2])  # square crops: fx = fy
         r2 = (pix - obs[idx]).pow(2).sum(-1)
         anchor = (_cauchy(r2, 2.0) * seen[idx]).sum(1)
         return l1, anchor
 
-    def masked_l1_all() -> float:
+    def image_loss_all() -> float:
         with torch.no_grad():
             return float(torch.cat([frame_loss(torch.arange(i, min(i + 8, t_count), device=device))[0]
                                     for i in range(0, t_count, 8)]).mean())
 
-    before = masked_l1_all()
+    before = image_loss_all()
     lrs = {"global_rot": cfg.lr_rotation, "jaw": cfg.lr_rotation, "translation": cfg.lr_translation,
            "expression": cfg.lr_expression}
-    opt = torch.optim.Adam([{"params": [colors], "lr": cfg.lr_colors}, {"params": [offsets], "lr": cfg.lr_positions}]
+    opt = torch.optim.Adam([{"params": [colors], "lr": cfg.lr_colors}, {"params": [shape_delta], "lr": cfg.lr_shape}]
                            + [{"params": [d], "lr": lrs[name]} for name, d in delta.items()])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.steps, 1), eta_min=0.0)
+    steps = cfg.steps_for(t_count)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(t_count, generator=gen)
     cursor = 0
-    for step in range(cfg.steps):
+    for step in range(steps):
         if cursor + cfg.frames_per_step > t_count:
             order, cursor = torch.randperm(t_count, generator=gen), 0
         idx = order[cursor:cursor + cfg.frames_per_step].to(device)
         cursor += cfg.frames_per_step
-        for d in delta.values():
-            d.requires_grad_(step >= cfg.warmup)
+        for d in (shape_delta, *delta.values()):
+            d.requires_grad_(step >= min(cfg.warmup, steps // 5))
         opt.zero_grad(set_to_none=True)
         l1, anchor = frame_loss(idx)
-        stay = sum(d[idx].pow(2).sum(1) for d in delta.values())
+        stay = sum(d[idx].pow(2).sum(1) for d in delta.values()) + shape_delta.pow(2).sum()
         loss = (l1 + cfg.w_landmarks * anchor + cfg.w_stay * stay).mean()
         loss.backward()
         opt.step()
         sched.step()
         if progress is not None:
             progress(1)
-    after = masked_l1_all()
+    after = image_loss_all()
     with torch.no_grad():
         out = posed(torch.arange(t_count, device=device))
     return FlameParams(*(getattr(out, f.name).detach().float().cpu() for f in fields(out))), \
-        {"l1_before": before, "l1_after": after}
+        {"l1_before": before, "l1_after": after, "steps": steps}

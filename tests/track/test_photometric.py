@@ -1,11 +1,11 @@
-"""The optional photometric stage: it lowers the image loss by moving the meshes, not only by
-fitting colours, and leaves the landmark fit where the landmarks put it."""
+"""The photometric stage: it lowers the image loss by moving the meshes, not only by fitting
+colours, and stays near the landmark fit."""
 
 import numpy as np
 import pytest
 
 from sa0.track.frames import array_source
-from sa0.track.photometric import PhotoConfig, loss_regions
+from sa0.track.photometric import PhotoConfig, below_chin, loss_regions
 from sa0.track.run import TrackConfig, track
 from sa0.track.synthetic import truth_detector
 
@@ -17,16 +17,17 @@ def short(video):
 
 def test_photometric_stage_lowers_the_image_loss_and_keeps_the_landmark_fit(tmp_path, head, embedding, video, short):
     det = truth_detector(video, noise_px=1.0)
-    photo = PhotoConfig(steps=40, warmup=10, size=96, frames_per_step=2)
-    plain = track(short, det, head, embedding, tmp_path / "plain", TrackConfig(size=128, overlay=False))
+    photo = PhotoConfig(visits=10, warmup=10, size=96, frames_per_step=2)
+    plain = track(short, det, head, embedding, tmp_path / "plain", TrackConfig(size=128, overlay=False, photo=None))
     polished = track(short, det, head, embedding, tmp_path / "photo", TrackConfig(size=128, overlay=False, photo=photo))
     stats = polished["photometric"]
     assert plain["photometric"] is None and stats["l1_after"] < 0.6 * stats["l1_before"], stats
     assert polished["frames_used"] == plain["frames_used"] == 8
     assert "photometric" in polished["frames_per_second"]
-    # The landmark anchor and the prior keep each frame where its landmarks are (1 px noise at 512).
+    # The landmark anchor keeps each frame near where its landmarks put it: the stage may trade up to
+    # the landmarks' own noise (1 px at 512, 0.25 px on these 128^2 crops) for the image and matte.
     before, after = plain["reprojection_px"]["median"], polished["reprojection_px"]["median"]
-    assert after <= before + 0.15, (before, after)
+    assert after <= before + 0.25, (before, after)
     assert polished["reprojection_px"]["max"] <= 1.5 * np.sqrt(2) * 128 / 512 + 0.5
 
 
@@ -38,11 +39,27 @@ def test_loss_regions_cover_the_crop_or_the_grown_landmark_box():
     assert box.sum() == pytest.approx(24 * 24, abs=2 * 24 + 1)  # 20 px grown by 2 px each side
 
 
+def test_each_frame_gets_the_same_number_of_renders_whatever_the_clip_length():
+    cfg = PhotoConfig(visits=80, frames_per_step=4)
+    assert cfg.steps_for(24) == 480 and cfg.steps_for(300) == 6000  # 80 renders of each frame
+    assert cfg.steps_for(1) == 80 and cfg.steps_for(6) == 120  # a step renders at most the clip
+    with pytest.raises(ValueError, match="visits >= 0"):
+        PhotoConfig(visits=-1)
+
+
+def test_below_chin_marks_the_rows_under_the_lowest_seen_landmark():
+    lmk = np.array([[[10.0, 5.0], [20.0, 30.2], [np.nan, np.nan]], [[3.0, 60.0], [4.0, 2.0], [5.0, 7.0]]])
+    below = below_chin(lmk, 64)
+    assert below.shape == (2, 64, 64)
+    assert not below[0, 29].any() and below[0, 30].all() and below[0, 63].all()  # row 30's centre is 30.5
+    assert not below[1, 59].any() and below[1, 60].all()
+
+
 @pytest.mark.gpu
 def test_tracking_with_the_photometric_stage_on_cuda_matches_cpu(tmp_path, head, embedding, video, short):
     """Fit and photometric stage on CUDA, the clip written from CPU: same frames, landmark error
     within 0.1 px of the CPU run (float order differs)."""
-    photo = PhotoConfig(steps=10, warmup=2, size=64, frames_per_step=2)
+    photo = PhotoConfig(visits=3, warmup=2, size=64, frames_per_step=2)
     runs = {dev: track(short, truth_detector(video, noise_px=1.0), head, embedding, tmp_path / dev,
                        TrackConfig(size=128, overlay=False, device=dev, photo=photo)) for dev in ("cpu", "cuda")}
     assert runs["cuda"]["frames_used"] == runs["cpu"]["frames_used"] == 8

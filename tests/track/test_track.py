@@ -18,7 +18,7 @@ def tracked(tmp_path_factory, head, embedding, video):
     root = tmp_path_factory.mktemp("track")
     path = write_mp4(root / "phone.mp4", video.frames)
     det = truth_detector(video, noise_px=1.0, no_face=(5,), two_faces=(9,))
-    report = track(video_source(path), det, head, embedding, root / "out", TrackConfig(size=256))
+    report = track(video_source(path), det, head, embedding, root / "out", TrackConfig(size=256, photo=None))
     return root / "out", report
 
 
@@ -81,17 +81,24 @@ def test_track_job_reports_bad_input_and_exits_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_refinement_from_tracked_parameters_is_within_3_5_db_of_refinement_from_the_truth(tracked, head, video):
-    """Short schedule: same crops, same frames, same held-out fifth; only the FLAME parameters and
-    cameras differ (fitted vs ground truth). The issue's target is 1 dB, not met yet: landmarks
-    alone leave ~2.3-2.9 dB, mostly per-frame yaw error (~0.6-0.8 deg std) that expression and shape
-    freedom trade against a tenth of a pixel of landmark error; the photometric stage does not
-    close it (benchmarks/bm_track.py)."""
+@pytest.mark.parametrize("photometric", [True, False], ids=["photometric", "landmarks-only"])
+def test_refinement_from_tracked_parameters_is_close_to_refinement_from_the_truth(tmp_path_factory, tracked, head,
+                                                                                  embedding, video, photometric):
+    """Short schedule (200 steps): same crops, same frames, same held-out fifth; only the FLAME
+    parameters and cameras differ (fitted vs ground truth). With the photometric stage (the default)
+    the issue's target holds: within 1 dB (measured 0.3-0.6 dB, benchmarks/bm_track.py). Landmarks
+    alone leave ~2.3 dB, almost all of it on the head's outline (cranium and neck carry no
+    landmark), and stay within 3.5 dB."""
     from sa0.refine import RefineConfig, refine_subject
     from sa0.refine.subjects import train_test
     from sa0.track.synthetic import truth_twin
 
     out, report = tracked
+    if photometric:
+        out = tmp_path_factory.mktemp("photo") / "out"
+        det = truth_detector(video, noise_px=1.0, no_face=(5,), two_faces=(9,))
+        report = track(video_source(tracked[0].parent / "phone.mp4"), det, head, embedding, out,
+                       TrackConfig(size=256, overlay=False))
     clip = load_subject_clips("phone", [str(out)])[0]
     cfg = RefineConfig(steps=200, scale_freeze_steps=50, log_every=100, eval_every=0, images=0, seed=0)
     psnr = {}
@@ -99,7 +106,7 @@ def test_refinement_from_tracked_parameters_is_within_3_5_db_of_refinement_from_
         train, test = train_test([c])
         psnr[name] = refine_subject(head, train, cfg, test=test).metrics["final"]["psnr"]
     assert psnr["truth"] > 18, psnr  # the refinement itself works on these crops
-    assert psnr["tracked"] >= psnr["truth"] - 3.5, psnr
+    assert psnr["tracked"] >= psnr["truth"] - (1.0 if photometric else 3.5), psnr
 
 
 @pytest.mark.ray
