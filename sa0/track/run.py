@@ -41,7 +41,7 @@ class TrackConfig:
     (frames); blur_ratio, max_fit_error: skip rules (module docstring); subject: name in the clip
     key (default: the input's name); overlay: write overlay.mp4; device: where the fit runs;
     photo: the photometric stage (None: landmarks only; on by default, it is what brings refinement
-    from tracked parameters within ~0.5 dB of refinement from the truth: benchmarks/bm_track.py)."""
+    from tracked parameters within ~0.7 dB of refinement from the truth: benchmarks/bm_track.py)."""
 
     size: int = 512
     crop_scale: float = 2.0

@@ -86,8 +86,8 @@ def test_refinement_from_tracked_parameters_is_close_to_refinement_from_the_trut
                                                                                   embedding, video, photometric):
     """Short schedule (200 steps): same crops, same frames, same held-out fifth; only the FLAME
     parameters and cameras differ (fitted vs ground truth). With the photometric stage (the default)
-    the issue's target holds: within 1 dB (measured 0.3-0.6 dB, benchmarks/bm_track.py). Landmarks
-    alone leave ~2.3 dB, almost all of it on the head's outline (cranium and neck carry no
+    the issue's target holds: within 1 dB (bm_track: 0.66 dB at 1,000 steps, ~0.3 at 200). Landmarks
+    alone leave ~2.3 dB, ~80% of it on the head's outline (cranium and neck carry no
     landmark), and stay within 3.5 dB."""
     from sa0.refine import RefineConfig, refine_subject
     from sa0.refine.subjects import train_test
