@@ -87,7 +87,8 @@ def refine_case(root: Path, head, embedding, video, photo: PhotoConfig | None, s
            "reprojection_median_px_256": report["reprojection_px"]["median"]}
     if photo is not None:
         row |= {"photometric_frames_per_s": round(report["frames_per_second"]["photometric"], 2),
-                "photometric_s": report["seconds"]["photometric_s"], "photometric_steps": report["photometric"]["steps"],
+                "photometric_s": report["seconds"]["photometric_s"],
+                "photometric_steps": report["photometric"]["steps"],
                 "l1_before": round(report["photometric"]["l1_before"], 4),
                 "l1_after": round(report["photometric"]["l1_after"], 4)}
     return row

@@ -72,11 +72,9 @@ class PhotoConfig:
 
 
 def below_chin(observed: np.ndarray, size: int) -> np.ndarray:
-    """(T, L, 2) crop-pixel landmarks (NaN: unseen) -> (T, S, S) bool: rows below the lowest seen
-    landmark (the chin), where a person matte holds neck and shoulders as well as the head."""
-    chin = np.nanmax(observed[..., 1], axis=1)
-    rows = np.arange(size)[None, :, None] + 0.5
-    return np.broadcast_to(rows > chin[:, None, None], (len(observed), size, size)).copy()
+    """(T, L, 2) crop-pixel landmarks (NaN: unseen) -> (T, S) bool: the pixel rows below the lowest
+    seen landmark (the chin), where a person matte holds neck and shoulders as well as the head."""
+    return np.arange(size)[None, :] + 0.5 > np.nanmax(observed[..., 1], axis=1)[:, None]
 
 
 def loss_regions(boxes: np.ndarray, size: int, grow: float | None) -> np.ndarray:
@@ -116,7 +114,7 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
     matte = torch.as_tensor(mattes, device=device)[..., None].float() / 255.0
     target = torch.as_tensor(images, device=device).float() / 255.0 * matte  # on black, as refinement sees it
     weight = torch.as_tensor(regions, device=device)[..., None]
-    one_sided = torch.as_tensor(below_chin(np.asarray(observed, np.float32), size), device=device)[..., None]
+    one_sided = torch.as_tensor(below_chin(np.asarray(observed, np.float32), size), device=device)[..., None, None]
     w_sil = cfg.w_silhouette * torch.as_tensor(np.ones(t_count, bool) if has_matte is None else has_matte,
                                                dtype=torch.float32, device=device)
     colors = (target.sum((0, 1, 2)) / matte.sum((0, 1, 2)).clamp(min=1)).expand(len(local0.colors), 3)
