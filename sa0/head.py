@@ -71,15 +71,19 @@ class HeadModel:
 
 
 def load_head_model(flame: FlameConfig | None = None, layout: LayoutConfig | None = None) -> HeadModel:
-    """Load FLAME (or a synthetic head) from flame.model_dir / $SA0_FLAME_DIR and lay out its UV grid."""
+    """Load FLAME (or ICT-FaceKit, or a synthetic head: any FLAME-format directory) from flame.model_dir /
+    $SA0_FLAME_DIR and lay out its UV grid."""
     flame = flame or FlameConfig()
     layout = layout or LayoutConfig()
     model_dir = resolve_flame_dir(flame.model_dir)
     assets = load_flame_assets(model_dir, flame.model_file)
     uv_path = model_dir / flame.uv_file if flame.uv_file else find_uv_file(model_dir)
     vt, ft = load_uv(uv_path, assets.num_faces)
+    # FlameConfig's counts are upper bounds: a head with fewer components (ICT-FaceKit: 100 identity, 53
+    # expression) uses all it has
     return HeadModel(
-        flame=FlameLayer(assets, flame.num_shape, flame.num_expression),
+        flame=FlameLayer(assets, min(flame.num_shape, assets.max_shape),
+                         min(flame.num_expression, assets.max_expression)),
         faces=torch.as_tensor(assets.faces),
         layout=build_uv_layout(vt, ft, layout.uv_resolution),
         model_dir=model_dir,

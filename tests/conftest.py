@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +12,18 @@ import torch
 from sa0.flame.io import load_flame_assets, load_uv
 from sa0.flame.synthetic import write_synthetic_flame
 from sa0.gaussians import build_uv_layout
+
+
+SHARED_DATA = Path(os.environ.get("SA0_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def shared_data(*parts) -> Path:
+    """A path under ../shared/data (real videos, ICT-FaceKit); skips the test, saying why, where it is absent
+    (a user's clone has no shared/data; CI does)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the team's shared data (../shared/data) is not beside this clone")
+    return path
 
 
 def pytest_collection_modifyitems(config, items):

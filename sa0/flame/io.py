@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 FLAME_DIR_ENV = "SA0_FLAME_DIR"
-MODEL_FILE_NAMES = ("flame2023.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl")
+MODEL_FILE_NAMES = ("flame2023.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl", "sa0_head.npz")
 MEDIAPIPE_EMBEDDING_FILE = "mediapipe_landmark_embedding.npz"  # FLAME's MediaPipe landmark embedding
-UV_FILE_NAMES = ("head_template_mesh.obj", "head_template.obj", "FLAME_texture.npz", "flame_uv.npz")
+UV_FILE_NAMES = ("head_template_mesh.obj", "head_template.obj", "FLAME_texture.npz", "flame_uv.npz", "sa0_head.npz")
 NUM_JOINTS = 5  # global (root), neck, jaw, left eye, right eye
 NUM_POSE_CORRECTIVES = 36  # 4 non-root joints x 9 rotation-matrix entries
 SHAPE_OFFSET_EXPRESSION = 300  # FLAME stores 300 shape then 100 expression components
@@ -94,8 +94,8 @@ class FlameAssets:
     """Validated FLAME arrays (numpy, float64 / int64), the contract of sa0's FLAME layer.
 
     v_template (V, 3); faces (F, 3); shapedirs (V, 3, K) with shape components first and, from
-    index 300, expression components; posedirs (V, 3, 36); J_regressor (5, V); weights (V, 5);
-    parents (5,) with -1 for the root; source names the file.
+    `expression_offset` (FLAME: 300), expression components; posedirs (V, 3, 36); J_regressor (5, V);
+    weights (V, 5); parents (5,) with -1 for the root; source names the file.
     """
 
     v_template: np.ndarray
@@ -106,6 +106,7 @@ class FlameAssets:
     weights: np.ndarray
     parents: np.ndarray
     source: str
+    expression_offset: int = SHAPE_OFFSET_EXPRESSION
 
     @property
     def num_vertices(self) -> int:
@@ -117,11 +118,11 @@ class FlameAssets:
 
     @property
     def max_shape(self) -> int:
-        return min(self.shapedirs.shape[2], SHAPE_OFFSET_EXPRESSION)
+        return min(self.shapedirs.shape[2], self.expression_offset)
 
     @property
     def max_expression(self) -> int:
-        return max(0, self.shapedirs.shape[2] - SHAPE_OFFSET_EXPRESSION)
+        return max(0, self.shapedirs.shape[2] - self.expression_offset)
 
 
 def _field(data: dict, key: str, path: Path, ndim: int, what: str) -> np.ndarray:
@@ -177,6 +178,7 @@ def validate_flame_dict(data: dict, path: Path) -> FlameAssets:
         weights=weights.astype(np.float64),
         parents=parents,
         source=str(path),
+        expression_offset=int(data.get("expression_offset", SHAPE_OFFSET_EXPRESSION)),
     )
 
 
@@ -209,6 +211,12 @@ def load_flame_assets(model_dir=None, model_file: str | None = None) -> FlameAss
     else:
         directory = resolve_flame_dir(model_dir)
         path = directory / model_file if model_file else _find_in_dir(directory, MODEL_FILE_NAMES, "FLAME model")
+    if path.suffix == ".npz":  # sa0's compact head file (a head sa0 derives and ships, e.g. ICT-FaceKit)
+        from sa0.flame.compact import read_compact_head
+
+        if not path.is_file():
+            raise FlameFileError(f"head file not found: {path}")
+        return validate_flame_dict(read_compact_head(path), path)
     return validate_flame_dict(load_pickle_without_chumpy(path), path)
 
 

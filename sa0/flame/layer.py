@@ -9,14 +9,15 @@ from __future__ import annotations
 import torch
 from smplx.lbs import lbs
 
-from sa0.flame.io import SHAPE_OFFSET_EXPRESSION, FlameAssets
+from sa0.flame.io import FlameAssets
 from sa0.types import FlameParams
 
 
 class FlameLayer(torch.nn.Module):
     """Poses a FLAME model. Buffers only; no trainable parameters.
 
-    num_shape (<= 300) and num_expression (<= 100) select the leading components of each basis.
+    num_shape and num_expression select the leading components of each basis (at most what the
+    model has: FLAME 300 and 100, ICT-FaceKit 100 and 53).
     """
 
     def __init__(
@@ -39,7 +40,7 @@ class FlameLayer(torch.nn.Module):
         dirs = torch.cat(
             (
                 cast(assets.shapedirs[:, :, :num_shape]),
-                cast(assets.shapedirs[:, :, SHAPE_OFFSET_EXPRESSION : SHAPE_OFFSET_EXPRESSION + num_expression]),
+                cast(assets.shapedirs[:, :, assets.expression_offset : assets.expression_offset + num_expression]),
             ),
             dim=-1,
         )

@@ -22,11 +22,8 @@ pucker, cheeks, lips, squint, then random localised fields). Everything is deter
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -354,20 +351,6 @@ def _albedo(head: _Sphere, eye: _Sphere, num_head: int, faces: np.ndarray):
 
 
 MODEL_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
-
-
-@contextlib.contextmanager
-def flame_dir_or_synthetic(given: str | None):
-    """The FLAME directory a job uses: `given`, else $SA0_FLAME_DIR, else the synthetic head written to
-    a temporary directory that lives as long as the block."""
-    from sa0.flame.io import FLAME_DIR_ENV
-
-    chosen = given or os.environ.get(FLAME_DIR_ENV)
-    if chosen:
-        yield chosen
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        yield str(write_synthetic_flame(tmp, seed=0))
 
 
 def write_synthetic_flame(out_dir, seed: int = 0) -> Path:
