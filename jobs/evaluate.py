@@ -24,8 +24,9 @@ from sa0.eval.protocols import PROTOCOLS, EvalConfig
 from sa0.eval.run import run_evaluation
 from sa0.experiments import Tracker
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import flame_dir_or_synthetic
+from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.model.saved import is_exported, load_generator
+from sa0.refine.subjects import recorded_head
 
 
 def main(argv=None) -> int:
@@ -45,7 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--arcface", default=None)
     parser.add_argument("--dmm", default=None)
     parser.add_argument("--landmarks", default=None)
-    parser.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
+    parser.add_argument("--flame-dir", default=None, help=f"head: a FLAME directory, or ict / synthetic (default: the "
+                        f"head the data was made with, else ${FLAME_DIR_ENV}, else the synthetic head)")
     parser.add_argument("--uv-resolution", type=int, default=None, help="default: the checkpoint's, else 128")
     parser.add_argument("--mlflow-uri", default=None)
     parser.add_argument("--no-mlflow", action="store_true")
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     ray.init(address=args.address)
     tracker = Tracker("sa0-eval", args.mlflow_uri, enabled=not args.no_mlflow)
     try:
-        with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+        with chosen_head(args.flame_dir, recorded_head(None, args.data), SYNTHETIC_NAME) as (flame_dir, _):
             summary = run_evaluation(cfg, args.data, args.out, FlameConfig(model_dir=flame_dir),
                                      LayoutConfig(uv_resolution=resolution or 128),
                                      checkpoint=os.path.abspath(args.checkpoint) if args.checkpoint else None,

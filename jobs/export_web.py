@@ -12,6 +12,7 @@ package). --serve then serves the folder on 127.0.0.1 (ES modules need a server,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 from pathlib import Path
@@ -20,9 +21,10 @@ from sa0.config import FlameConfig, LayoutConfig
 from sa0.export.package import load_package
 from sa0.export.serve import served
 from sa0.export.web import export_site
+from sa0.flame import FlameFileError
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
+from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.refine.subjects import BadInput, driver_clip, resolve_shard_dirs
 
 
@@ -32,7 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--driver", default=None, help="subject whose motion plays (default: the avatar's own)")
     parser.add_argument("--shards", nargs="+", default=None, help="shard directories (default: every one under ./data)")
     parser.add_argument("--out", default="site", help="output folder (replaced)")
-    parser.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
+    parser.add_argument("--flame-dir", default=None, help=f"head: a FLAME directory, or ict / synthetic (default: the "
+                        f"head the avatar was made with, else ${FLAME_DIR_ENV}, else the synthetic head)")
     parser.add_argument("--camera", type=int, default=0)
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--serve", action="store_true", help="serve the folder after writing it")
@@ -51,7 +54,11 @@ def main(argv=None) -> int:
         clip = driver_clip(driver, resolve_shard_dirs(args.shards))
     except BadInput as exc:
         parser.error(str(exc))
-    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+    with contextlib.ExitStack() as stack:
+        try:
+            flame_dir, _ = stack.enter_context(chosen_head(args.flame_dir, package.meta.get("head"), SYNTHETIC_NAME))
+        except FlameFileError as exc:
+            parser.error(str(exc))
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=package.uv_resolution))
         try:
             site = export_site(package, head, clip, args.out, camera=args.camera, fps=args.fps)

@@ -33,12 +33,12 @@ from sa0.data.schema import ClipError
 from sa0.data.shards import ShardError, write_shards
 from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
+from sa0.heads import SYNTHETIC_NAME, chosen_head
 
 
 def _synthetic(args) -> int:
-    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+    with chosen_head(args.flame_dir, default=SYNTHETIC_NAME) as (flame_dir, _):
         head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
         total = args.subjects * args.clips_per_subject
         clips = synthetic_clips(head, args.kind, args.subjects, args.clips_per_subject, args.frames, args.views,
@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     syn.add_argument("--test-subjects", type=int, default=0, help="the last M subjects get split 'test'")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--uv-resolution", type=int, default=128)
-    syn.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
+    syn.add_argument("--flame-dir", default=None, help=f"head: a FLAME directory, or ict / synthetic (default "
+                     f"${FLAME_DIR_ENV}, else the synthetic head)")
     syn.add_argument("--max-shard-mb", type=int, default=256)
     syn.add_argument("--out", required=True)
     conv = sub.add_parser("convert", help="convert tracker outputs into shards")

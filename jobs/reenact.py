@@ -1,23 +1,26 @@
 """Drive a refined avatar with another subject's clip and write a video.
 
     python jobs/reenact.py --avatar OUT/subj/avatar.npz --driver SUBJECT --shards DIR [DIR ...]
-        --out video.mp4 [--flame-dir DIR] [--uv-resolution 128] [--camera 0] [--fps 25]
+        --out video.mp4 [--flame-dir DIR] [--uv-resolution R] [--camera 0] [--fps 25]
 
 --driver names a subject in the shards; its first clip (train split first) drives the avatar.
-The FLAME files and UV resolution must be the ones the avatar was built with.
+The head and the UV resolution are the avatar's own (it records both); --flame-dir is needed only for
+an avatar made with FLAME.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.export.package import load_package
 from sa0.export.reenact import reenact_frames, write_video
+from sa0.flame import FlameFileError
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
+from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.refine.subjects import BadInput, driver_clip
 
 
@@ -27,18 +30,27 @@ def main(argv=None) -> int:
     parser.add_argument("--driver", required=True, help="driver subject id in the shards")
     parser.add_argument("--shards", nargs="+", required=True)
     parser.add_argument("--out", required=True, help="output .mp4")
-    parser.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
-    parser.add_argument("--uv-resolution", type=int, default=128)
+    parser.add_argument("--flame-dir", default=None, help=f"head: a FLAME directory, or ict / synthetic (default: the "
+                        f"head the avatar was made with, else ${FLAME_DIR_ENV}, else the synthetic head)")
+    parser.add_argument("--uv-resolution", type=int, default=None, help="checked against the avatar's (default: the "
+                        "avatar's own)")
     parser.add_argument("--camera", type=int, default=0)
     parser.add_argument("--fps", type=int, default=25)
     args = parser.parse_args(argv)
     package = load_package(args.avatar)
+    if args.uv_resolution not in (None, package.uv_resolution):
+        parser.error(f"--uv-resolution {args.uv_resolution}: a different UV layout from the avatar's ({args.avatar} "
+                     f"was made at UV resolution {package.uv_resolution})")
     try:
         clip = driver_clip(args.driver, args.shards)
     except BadInput as exc:
         parser.error(str(exc))
-    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
-        head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=args.uv_resolution))
+    with contextlib.ExitStack() as stack:
+        try:
+            flame_dir, _ = stack.enter_context(chosen_head(args.flame_dir, package.meta.get("head"), SYNTHETIC_NAME))
+        except FlameFileError as exc:
+            parser.error(str(exc))
+        head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=package.uv_resolution))
         try:
             frames = reenact_frames(package, head, clip, camera=args.camera)
         except ValueError as exc:

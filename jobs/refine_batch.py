@@ -19,18 +19,20 @@ artifact folder web/. Prints a table; exits 1 if any subject failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
 from sa0.config import FlameConfig, LayoutConfig, apply_overrides
 from sa0.console import quiet_ray_init
 from sa0.experiments import Tracker
+from sa0.flame import FlameFileError
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.flame.synthetic import flame_dir_or_synthetic
+from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.model.saved import is_exported
 from sa0.refine.fanout import GPU_SUBJECTS_PER_TASK, refine_batch
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import BadInput, format_table, parse_subjects, resolve_shard_dirs
+from sa0.refine.subjects import BadInput, format_table, parse_subjects, recorded_head, resolve_shard_dirs
 
 
 def main(argv=None) -> int:
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument("--shards", nargs="+", default=None,
                         help="shard directories (make_shards.py output; default: every one under ./data)")
     parser.add_argument("--out", default="out/refine", help="output directory (default out/refine)")
-    parser.add_argument("--flame-dir", default=None, help=f"FLAME directory (default ${FLAME_DIR_ENV} or a synthetic head)")
+    parser.add_argument("--flame-dir", default=None, help=f"head: a FLAME directory, or ict / synthetic (default: the "
+                        f"head the subjects were tracked with, else ${FLAME_DIR_ENV}, else the synthetic head)")
     parser.add_argument("--uv-resolution", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--subjects-per-task", type=int, default=None,
@@ -78,13 +81,19 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     try:
         refine_cfg = apply_overrides(RefineConfig(steps=args.steps), args.set)
-    except ValueError as exc:
+        recorded = recorded_head(subjects, args.shards)
+    except (ValueError, BadInput) as exc:
         parser.error(str(exc))
-    import ray
+    with contextlib.ExitStack() as stack:
+        try:  # a head that contradicts the subjects' own is refused before Ray starts
+            flame_dir, head = stack.enter_context(chosen_head(args.flame_dir, recorded, default=SYNTHETIC_NAME))
+        except FlameFileError as exc:
+            parser.error(str(exc))
+        print(f"head: {head} ({flame_dir})", flush=True)
+        import ray
 
-    quiet_ray_init(args.address, worker_output=True)  # task warnings show; Ray's and MLflow's INFO lines do not
-    tracker = Tracker("sa0-refine", args.mlflow_uri, enabled=not args.no_mlflow)
-    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+        quiet_ray_init(args.address, worker_output=True)  # task warnings show; Ray's and MLflow's INFO lines do not
+        tracker = Tracker("sa0-refine", args.mlflow_uri, enabled=not args.no_mlflow)
         tracker.start("refine_batch", {"subjects": len(subjects), "steps": args.steps, "out": args.out})
         rows = refine_batch(subjects, args.shards, args.out, FlameConfig(model_dir=flame_dir),
                             LayoutConfig(uv_resolution=args.uv_resolution), refine_cfg,
@@ -93,7 +102,7 @@ def main(argv=None) -> int:
                             subjects_per_task=args.subjects_per_task, cpus_per_subject=args.cpus_per_subject,
                             web=args.web)
         tracker.end({"failed": sum(r["status"] == "failed" for r in rows)})
-    ray.shutdown()
+        ray.shutdown()
     print(format_table(rows))
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 

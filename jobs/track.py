@@ -9,7 +9,8 @@ Writes OUT/shard-*.tar + manifest.json (one clip, split train: the refiner holds
 OUT/tracking_report.json (per-frame landmark error, frames skipped and why, timings) and
 OUT/overlay.mp4 (fitted mesh and landmarks over each crop). Landmarks come from MediaPipe in sa0's
 own environment (`python -m sa0.track.mediapipe_env` installs it; the README's install command runs
-it). Without --flame-dir or $SA0_FLAME_DIR it fits sa0's synthetic head. After the landmark fit a
+it). Without --flame-dir or $SA0_FLAME_DIR it fits the ICT-FaceKit head sa0 ships (an open human head
+model, MIT; `--flame-dir synthetic` fits sa0's synthetic head). After the landmark fit a
 photometric stage (--photometric VISITS: renders per frame, default 80, ~1.3 s per frame on 2 CPU
 cores; 0 turns it off) polishes the identity shape and each frame's pose and expression against the
 pixels and the matte through sa0's renderer: on sa0's synthetic benchmark it brings refinement from
@@ -30,8 +31,8 @@ import torch
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.flame import FlameFileError
 from sa0.flame.landmarks import load_mediapipe_embedding, with_irises
-from sa0.flame.synthetic import flame_dir_or_synthetic
 from sa0.head import load_head_model
+from sa0.heads import ICT_NAME, chosen_head
 from sa0.track.fit import FitConfig
 from sa0.track.frames import TrackError, image_source, video_source
 from sa0.track.mediapipe_env import MediaPipeMissing
@@ -45,8 +46,8 @@ def main(argv=None) -> int:
     src.add_argument("--video", help="a video file (mp4, mov, webm, ...)")
     src.add_argument("--images", nargs="+", help="photo files or folders of photos (one subject)")
     parser.add_argument("--out", default=None, help="shard directory to write (default data/<input name>)")
-    parser.add_argument("--flame-dir", default=None, help="FLAME directory (default $SA0_FLAME_DIR, else the "
-                                                          "synthetic head)")
+    parser.add_argument("--flame-dir", default=None, help="head: a FLAME directory, or ict / synthetic (default "
+                                                          "$SA0_FLAME_DIR, else ict: ICT-FaceKit, shipped with sa0)")
     parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")
     parser.add_argument("--every", type=int, default=1, help="take every N-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
                           photo=PhotoConfig(visits=args.photometric) if args.photometric else None)
         from sa0.track.mp_detector import MediaPipeDetector
 
-        with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+        with chosen_head(args.flame_dir, default=ICT_NAME) as (flame_dir, head_name):
+            print(f"head: {head_name} ({flame_dir})", flush=True)
             head = load_head_model(FlameConfig(model_dir=str(flame_dir)), LayoutConfig(uv_resolution=64))
             embedding = with_irises(load_mediapipe_embedding(flame_dir, len(head.faces)), head.flame)
             with MediaPipeDetector(static=not frames.video, log=str(out.parent / f".{out.name}.mediapipe.log")

@@ -14,9 +14,9 @@ import argparse
 import sys
 
 from sa0.config import FlameConfig, LayoutConfig
-from sa0.flame.synthetic import flame_dir_or_synthetic
+from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import BadInput, parse_subjects
+from sa0.refine.subjects import BadInput, parse_subjects, recorded_head
 from sa0.refine.tune import overrides, tune_antispike
 
 
@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--max-ar", type=float, default=10.0, help="maxAR bound (penalised above)")
     parser.add_argument("--mlflow-uri", default=None)
-    parser.add_argument("--flame-dir", default=None)
+    parser.add_argument("--flame-dir", default=None, help="head: a FLAME directory, or ict / synthetic (default: the "
+                        "head the subjects were made with, else $SA0_FLAME_DIR, else the synthetic head)")
     parser.add_argument("--uv-resolution", type=int, default=128)
     parser.add_argument("--address", default=None)
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
 
     ray.init(address=args.address)
     base = RefineConfig(steps=args.steps, log_every=max(1, args.steps // 10))
-    with flame_dir_or_synthetic(args.flame_dir) as flame_dir:
+    with chosen_head(args.flame_dir, recorded_head(subjects, args.shards), SYNTHETIC_NAME) as (flame_dir, _):
         config, metrics, _ = tune_antispike(subjects, args.shards, FlameConfig(model_dir=flame_dir),
                                             LayoutConfig(uv_resolution=args.uv_resolution), base, args.storage,
                                             args.name, args.samples, args.max_ar, mlflow_uri=args.mlflow_uri)

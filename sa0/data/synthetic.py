@@ -23,6 +23,7 @@ from sa0.data.schema import FLAME_FIELDS, Clip, ClipMeta, ClipSource, FlameTrack
 from sa0.gaussians import bind, face_frames, init_local_gaussians, texel_points
 from sa0.geometry import look_at
 from sa0.head import HeadModel
+from sa0.heads import head_name
 from sa0.render.api import render
 from sa0.types import Cameras, FlameParams, LocalGaussians
 
@@ -210,7 +211,7 @@ def render_source(head: HeadModel, subject: Subject, kind: str, timesteps: int, 
                            viewmats[t], Ks[t], boxes, {name: getattr(flame, name)[t] for name in FLAME_FIELDS},
                            f"synthetic {meta.key} frame {t}")
 
-    return ClipSource(meta, frames, f"synthetic clip '{meta.key}'")
+    return ClipSource(meta, frames, f"synthetic clip '{meta.key}'", {"head": head_name(head.model_dir)})
 
 
 def synthetic_clips(head: HeadModel, kind: str, subjects: int, clips_per_subject: int, timesteps: int, views: int,

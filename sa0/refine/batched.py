@@ -32,6 +32,7 @@ from sa0.head import HeadModel
 from sa0.losses import aspect_penalty, clamp_log_scales, max_aspect_ratio, ssim_per_image
 from sa0.refine.adam import RowAdam
 from sa0.refine.reference import choose_reference_frame, neutral_init
+from sa0.refine.unseen import guard_unseen, prior_loss
 from sa0.refine.refine import (
     ATTRIBUTES,
     RefineConfig,
@@ -86,6 +87,8 @@ class _State:
     elapsed: float = 0.0
     last_log: tuple = (0, 0.0)
     error: str | None = None
+    anchor: LocalGaussians | None = None  # the start the unseen-region prior pulls toward (sa0.refine.unseen)
+    prior_weights: torch.Tensor | None = None
 
 
 def lr_factor(step: int, total: int, final: float) -> float:
@@ -107,22 +110,23 @@ def _start(head: HeadModel, subject: Subject, cfg, generator, blob: dict | None)
     gen = torch.Generator().manual_seed(cfg.seed)
     train = subject.train
     verts = head.pose_track(train.flame.as_dict())
-    if blob is not None:
-        state = _State(subject, verts, frames_of(train), rng, gen, blob["reference"])
-        _resume(state, blob)
-        return state, LocalGaussians(**blob["params"])
-    ref = choose_reference_frame(train.flame.jaw, rng)
-    init = subject.init
+    ref = blob["reference"] if blob is not None else choose_reference_frame(train.flame.jaw, rng)
+    init, neutral = subject.init, False
     if init is None and generator is not None:
         from sa0.model.inference import predict_local, spread_sources
 
         sources = spread_sources(train.num_timesteps, ref, generator.model.cfg.max_sources)
         init = predict_local(generator, train, sources, (ref, 0))
     if init is None:
-        init = neutral_init(head, verts[ref], train, ref)
+        init, neutral = neutral_init(head, verts[ref], train, ref), True
     if init.positions.shape[-2] != head.num_gaussians:
         raise ValueError(f"init has {init.positions.shape[-2]} Gaussians, the layout {head.num_gaussians}")
-    return _State(subject, verts, frames_of(train), rng, gen, ref), init
+    state = _State(subject, verts, frames_of(train), rng, gen, ref)
+    init, state.anchor, state.prior_weights = guard_unseen(head, verts, train, state.frames, ref, init, neutral, cfg)
+    if blob is not None:
+        _resume(state, blob)
+        return state, LocalGaussians(**blob["params"])
+    return state, init
 
 
 class _Checkpoints:
@@ -270,6 +274,9 @@ def _losses(head: HeadModel, active: list[_State], params: dict, cfg):
             one = _slice(out, j)
             if cfg.use_aspect and active[i].step >= cfg.scale_freeze_steps:
                 loss = loss + cfg.aspect_weight * aspect_penalty(one, cfg.aspect_tau)
+            if active[i].prior_weights is not None:
+                row = {n: p[i] for n, p in params.items()}
+                loss = loss + cfg.unseen_prior_weight * prior_loss(row, active[i].anchor, active[i].prior_weights)
             losses[i] = loss
             parts[i] = {"l1": l1s[j].detach(), "ssim": ssims[j].detach(), "out": one}
     return losses, parts

@@ -26,6 +26,7 @@ from sa0.export.package import save_package
 from sa0.export.ply import export_ply
 from sa0.gaussians import bind
 from sa0.head import HeadModel
+from sa0.heads import head_name
 from sa0.refine.refine import RefineResult, _posed, camera_of, frames_of, target_of
 from sa0.render.api import render
 
@@ -72,7 +73,8 @@ def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, t
     try:
         ref = result.reference_frame
         save_package(staging / "avatar.npz", result.local, head.layout, train.flame.shape[ref],
-                     {"subject": subject, "reference_frame": ref, "flame_model": str(head.model_dir)})
+                     {"subject": subject, "reference_frame": ref, "flame_model": str(head.model_dir),
+                      "head": head_name(head.model_dir)})
         with torch.no_grad():
             verts = _posed(head, train)[ref]
             export_ply(bind(result.local, verts, head.faces, head.layout), staging / "avatar.ply")

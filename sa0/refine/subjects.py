@@ -78,6 +78,29 @@ def load_subject_clips(subject: str, shard_dirs, records: list | None = None) ->
     return clips
 
 
+def recorded_head(subjects: list[str] | None, shard_dirs) -> str | None:
+    """The head the subjects' (None: all) clips were made with (meta extras "head"; None when no clip says,
+    as in shards of older sa0 versions). Subjects with no clip are left to the refinement to report;
+    subjects made with different heads are BadInput (one job refines with one head)."""
+    every = subjects is None
+    try:
+        records = clip_records(shard_dirs)
+    except ShardError as exc:
+        raise BadInput(str(exc)) from exc
+    want = set() if every else {_sanitised(s) for s in subjects}
+    reader, heads = ShardReader(), {}
+    for path, record in records:
+        subject = record["key"].split("__")[1]
+        if (every or subject in want) and subject not in heads:
+            heads[subject] = (reader.index(path, record).meta.get("extras") or {}).get("head")
+    reader.close()
+    named = {h for h in heads.values() if h}
+    if len(named) > 1:
+        raise BadInput("the subjects were made with different heads (" + ", ".join(
+            f"{s}: {h or 'unrecorded'}" for s, h in sorted(heads.items())) + "); refine them in separate runs")
+    return named.pop() if named else None
+
+
 def driver_clip(subject: str, shard_dirs) -> Clip:
     """The clip that drives an avatar with `subject`'s motion: its first, train split first."""
     return sorted(load_subject_clips(subject, shard_dirs), key=lambda c: c.meta.split != "train")[0]
@@ -200,5 +223,5 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BadInput", "format_table", "load_subject_clips", "run_subject", "run_subjects", "skipped_row",
+__all__ = ["BadInput", "format_table", "load_subject_clips", "recorded_head", "run_subject", "run_subjects", "skipped_row",
            "slice_timesteps", "status_row", "train_test"]

@@ -25,6 +25,7 @@ from sa0.data.shards import write_shards
 from sa0.flame.landmarks import LandmarkEmbedding, LandmarkLayer
 from sa0.fsutil import write_json_atomic
 from sa0.head import HeadModel
+from sa0.heads import head_name
 from sa0.track.crop import crop_image, crop_intrinsics, face_boxes, stable_crops
 from sa0.track.detect import LandmarkDetector
 from sa0.track.fit import FitConfig, camera_from_pose, fit_landmarks, intrinsics, project
@@ -241,7 +242,8 @@ def track(frames: FrameSource, detector: LandmarkDetector, head: HeadModel, embe
 
     start = time.perf_counter()
     try:
-        extras = {"tracker": "sa0.track", "focal": result.focal, "source": frames.source}
+        extras = {"tracker": "sa0.track", "focal": result.focal, "source": frames.source,
+                  "head": head_name(head.model_dir)}
         manifest = write_shards([ClipSource(meta, timesteps, frames.source, extras)], staging)
     finally:
         if writer is not None:

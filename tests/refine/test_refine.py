@@ -61,12 +61,14 @@ def test_config_validation():
 def test_ablation_ordering_in_novel_views_no_clamp_far_above_no_aspect_above_full(subject):
     """The paper's ordering (Table 9: no clamp >> no aspect penalty > full), measured as maxAR from
     orbit views the monocular training camera never had. Spikes that grow along the training view
-    direction have no projected aspect in training renders, so only the 3D clamp bounds them.
+    direction have no projected aspect in training renders, so only the 3D clamp bounds them (and
+    sa0's unseen-region prior, switched off here: it holds poorly seen Gaussians near their start).
     Aggressive scale/rotation learning rates make spikes appear within 1,000 steps. The margin is
     machine-dependent (float order of the native kernel's build): no clamp / full measured 1.21-1.45
     over seeds 0-2 at 1,000 and 2,000 steps on an AMD EPYC machine, > 1.4 on the one it was written on."""
     head, train, _ = subject
-    base = dict(steps=1000, scale_freeze_steps=100, log_every=100, lr_log_scales=0.1, lr_rotations=0.02)
+    base = dict(steps=1000, scale_freeze_steps=100, log_every=100, lr_log_scales=0.1, lr_rotations=0.02,
+                unseen_fill_below=0.0, unseen_prior_weight=0.0)  # the paper's mechanism alone (Table 9)
     novel = {name: refine_subject(head, train, RefineConfig(**base, **change)).metrics["max_ar_novel"]
              for name, change in (("full", {}), ("no_clamp", {"use_clamp": False}), ("no_aspect", {"use_aspect": False}))}
     assert novel["no_clamp"] > 1.15 * novel["full"], novel

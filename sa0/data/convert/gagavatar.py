@@ -92,7 +92,7 @@ def sources(src, videos, dataset: str = "gagavatar", domain: str | None = None, 
                                     f"{sorted(split_set)}")
                 meta = ClipMeta(subject=video, clip_id=video, dataset=dataset, domain=domain or dataset,
                                 split=split_set.pop())
-                extras = {"matte_source": f"pixels brighter than {matte_threshold}", "frame_keys": keys}
+                extras = {"matte_source": f"pixels brighter than {matte_threshold}", "frame_keys": keys, "head": "flame"}
                 yield ClipSource(meta, _timesteps(src, txn, tracks, keys, verts_scale, focal, matte_threshold),
                                  f"{src} video '{video}'", extras)
     finally:

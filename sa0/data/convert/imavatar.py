@@ -77,7 +77,8 @@ def sources(src, units_=("subject",), dataset: str = "imavatar", subject: str | 
     for split, part in (("test", frames[cut:]), ("train", frames[:cut])):
         if part:
             meta = ClipMeta(subject=subject, clip_id=split, dataset=dataset, domain=domain or dataset, split=split)
-            yield ClipSource(meta, _timesteps(src, path, part, intr, shape, flame_scale, image_ext), str(path))
+            yield ClipSource(meta, _timesteps(src, path, part, intr, shape, flame_scale, image_ext), str(path),
+                             {"head": "flame"})
 
 
 def _timesteps(src, path, frames, intr, shape, scale, ext):

@@ -87,7 +87,7 @@ def _split_source(src, path, split, subject, dataset, domain) -> ClipSource:
     missing = [(t, c) for t in times for c in cams if (t, c) not in grid]
     if missing:
         raise ClipError(f"{path}: frames do not form a full timestep x camera grid; missing (t, c) {missing[:5]}")
-    extras = {"timesteps": times, "cameras": cams}
+    extras = {"timesteps": times, "cameras": cams, "head": "flame"}
 
     def timesteps():
         for t in times:

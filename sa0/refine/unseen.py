@@ -1,0 +1,127 @@
+"""What the training views never saw, kept plausible (novel views of a monocular capture).
+
+A phone video sees the face from the front; the cheeks' sides, the ears and the back of the head
+are seen at grazing angles or not at all. Refinement alone lets those Gaussians take any colour,
+opacity and shape that suits the training views (colours smeared from the silhouette, shapes that
+are thin along the view direction), which a novel view shows as speckle and confetti. Three
+switchable parts (RefineConfig.unseen_*), each measured by benchmarks/bm_novel_view.py:
+
+* visibility: each Gaussian's best view over the training frames, max_t [its surface point is not
+  behind the surface the mesh shows at its pixel of frame t] x cos(surface normal, direction to the
+  camera), from the mesh rasteriser's depth (sa0.render.mesh: occlusion-aware, independent of the
+  Gaussians);
+* fill: at the start, Gaussians seen at less than `unseen_fill_below` take the inverse-distance mean
+  colour of their 8 nearest well-seen Gaussians on the reference mesh, instead of whatever the
+  reference image shows along their (grazing or blocked) line of sight;
+* prior: a loss pulling each Gaussian's shape, place and opacity to that start, weighted by
+  (1 - vis / v0)^2 (zero for Gaussians seen at v0 or better), and its colour where it was filled,
+  weighted by (1 - vis / fill)^2: the views that show a region decide it, the others leave it where
+  the mesh and the fill put it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sa0.data.schema import Clip
+from sa0.gaussians import face_frames, texel_points
+from sa0.head import HeadModel
+from sa0.render.mesh import rasterize
+from sa0.types import LocalGaussians
+
+
+def gaussian_visibility(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
+                        max_frames: int = 24, size: int = 256, tolerance: float = 0.004) -> torch.Tensor:
+    """(N,) in [0, 1]: each Gaussian's best cos(normal, to camera) over up to `max_frames` training
+    frames (spread evenly) in which its surface point is not hidden: it projects inside the frame and
+    lies within `tolerance` metres of the nearest surface the mesh shows at that pixel. verts (T, V, 3)
+    posed per timestep; frames are rasterised with their longer side at most `size` pixels."""
+    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round()]
+    faces = head.faces.cpu()
+    best = torch.zeros(head.num_gaussians, dtype=torch.float64)
+    h, w = clip.image_size
+    scale = min(1.0, size / max(h, w))
+    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+    for t, c in picks:
+        v = verts[t].detach().cpu().double()
+        view = torch.as_tensor(np.asarray(clip.viewmats[t, c], np.float64))
+        K = torch.as_tensor(np.asarray(clip.Ks[t, c], np.float64)).clone()
+        K[:2] *= scale
+        depth = torch.as_tensor(rasterize(v.numpy(), faces.numpy(), view.numpy(), K.numpy(), rh, rw).depth)
+        rotations, _, _ = face_frames(v, faces)
+        normals = rotations[head.layout.face_idx.cpu()][..., 1]
+        points = texel_points(v, faces, head.layout)
+        cam = points @ view[:3, :3].T + view[:3, 3]
+        z = cam[:, 2].clamp(min=1e-6)
+        px = (cam[:, 0] / z * K[0, 0] + K[0, 2]).floor().long()
+        py = (cam[:, 1] / z * K[1, 1] + K[1, 2]).floor().long()
+        inside = (px >= 0) & (px < rw) & (py >= 0) & (py < rh) & (cam[:, 2] > 0)
+        front = torch.zeros_like(inside)
+        front[inside] = cam[inside, 2] <= depth[py[inside], px[inside]] + tolerance
+        centre = -view[:3, :3].T @ view[:3, 3]
+        cos = (normals * torch.nn.functional.normalize(centre - points, dim=-1)).sum(-1).clamp(min=0)
+        best = torch.maximum(best, cos * front)
+    return best.float()
+
+
+def fill_unseen_colors(colors: torch.Tensor, points: torch.Tensor, visibility: torch.Tensor,
+                       below: float, neighbours: int = 8) -> torch.Tensor:
+    """Colours (N, 3) with those of Gaussians seen less than `below` replaced by the inverse-distance
+    mean of their `neighbours` nearest well-seen Gaussians (points (N, 3) on the reference mesh)."""
+    from scipy.spatial import cKDTree
+
+    known = (visibility >= below).cpu().numpy()
+    if known.all() or not known.any():
+        return colors
+    pts = points.detach().cpu().double().numpy()
+    tree = cKDTree(pts[known])
+    dist, idx = tree.query(pts[~known], k=min(neighbours, int(known.sum())))
+    dist, idx = dist.reshape(len(dist), -1), idx.reshape(len(idx), -1)
+    weight = 1.0 / np.maximum(dist, 1e-6)
+    source = colors.detach().cpu().double().numpy()[known]
+    filled = colors.detach().clone()
+    value = (source[idx] * weight[..., None]).sum(1) / weight.sum(1, keepdims=True)
+    filled[torch.as_tensor(~known)] = torch.as_tensor(value, dtype=colors.dtype).to(colors.device)
+    return filled
+
+
+def prior_weights(visibility: torch.Tensor, v0: float) -> torch.Tensor:
+    """(N,) (1 - vis / v0)^2 clipped to [0, 1]: 1 for unseen Gaussians, 0 from v0 up."""
+    return (1 - visibility / v0).clamp(0, 1).pow(2)
+
+
+def prior_loss(params: dict, init: LocalGaussians, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean squared distance of the attributes (one subject's row of each (N, k) tensor) from
+    their start: positions and log-scales in face-local units, rotations, opacity logits with weights
+    (2, N)[0], colours with weights[1] (colours are held only where the views do not show them, so the
+    prior never fights what the views do show)."""
+    total = 0.0
+    for name, value in params.items():
+        diff = (value - getattr(init, name).to(value.device)).reshape(value.shape[0], -1)
+        w = weights[1 if name == "colors" else 0].to(value.device)
+        total = total + (w * diff.pow(2).sum(-1)).mean()
+    return total
+
+
+def guard_unseen(head: HeadModel, verts: torch.Tensor, train: Clip, frames: list[tuple[int, int]], ref: int,
+                 init: LocalGaussians, neutral: bool, cfg) -> tuple[LocalGaussians, LocalGaussians | None,
+                                                                   torch.Tensor | None]:
+    """A refinement's start with the RefineConfig's unseen-region parts applied -> (start, the anchor the
+    prior pulls toward or None, per-Gaussian prior weights or None). The colour fill applies to the
+    generator-free start only (a generator predicts unseen regions itself)."""
+    fill = neutral and cfg.unseen_fill_below > 0
+    prior = cfg.unseen_visibility > 0 and cfg.unseen_prior_weight > 0
+    if not (fill or prior):
+        return init, None, None
+    visibility = gaussian_visibility(head, verts, train, frames)
+    if fill:
+        points = texel_points(verts[ref], head.faces, head.layout)
+        colors = fill_unseen_colors(init.colors, points, visibility, cfg.unseen_fill_below)
+        init = LocalGaussians(init.positions, init.rotations, init.log_scales, colors, init.opacity_logits)
+    if not prior:
+        return init, None, None
+    anchor = LocalGaussians(*(getattr(init, f).detach().float() for f in LocalGaussians.__dataclass_fields__))
+    colour_v0 = cfg.unseen_fill_below if cfg.unseen_fill_below > 0 else cfg.unseen_visibility
+    weights = torch.stack((prior_weights(visibility, cfg.unseen_visibility), prior_weights(visibility, colour_v0)))
+    return init, anchor, weights.to(init.positions.device)
