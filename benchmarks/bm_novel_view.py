@@ -1,6 +1,7 @@
 """Novel views with ground truth: how a frontal capture's avatar holds up at 30 and 60 degrees of yaw.
 
-    python benchmarks/bm_novel_view.py [--json] [--quick] [--steps N] [--subjects N] [--real]
+    python benchmarks/bm_novel_view.py [--json] [--quick] [--steps N] [--subjects N] [--frames T] [--size S]
+        [--uv-resolution R] [--rows all|exact]
 
 Subjects (sa0.eval.novel_view): ICT-FaceKit identities not used elsewhere (seeds 9001...), procedural
 textures, a 40-frame frontal "phone video" at 256^2 (yaw within +-15 degrees, expressions, jaw), rendered
@@ -9,12 +10,13 @@ scores on the held-out timesteps from the training camera (frontal) and orbited 
 (mean of both sides): PSNR, SSIM over black, and maxAR.
 
 Rows:
-  synthetic head, tracked, unseen parts off   what sa0 did before (`*_before` keys)
-  ICT head, tracked, unseen parts off / on    the open human head; with sa0's refinement for unseen regions
+  synthetic head, tracked, unseen parts off   what sa0 did before (`*_before` keys; with --rows exact
+                                              the true-parameter row with the unseen parts off)
+  ICT head, tracked, unseen parts off / on    the open human head; on: sa0.refine.unseen's defaults
+                                              (the `frontal_psnr` / `novel30_psnr` / `novel60_psnr` keys)
   ICT head, true parameters                   exact geometry: each unseen part on and off (ablation)
 Tracking is landmarks only, from the true pixels of the ICT embedding's MediaPipe ids (both heads get the
-same 2D landmarks). `--real` adds the shared real videos (../shared/data/real/videos): tracked with the
-ICT head, refined on the frames nearest frontal, scored on the frames with the largest tracked yaw.
+same 2D landmarks).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sa0.eval.novel_view import exact_capture, score_views, tracked_capture, tru
 from sa0.heads import ICT_NAME, SYNTHETIC_NAME, chosen_head
 from sa0.refine import RefineConfig, refine_subject
 
-NO_UNSEEN = {"unseen_fill_below": 0.0, "unseen_prior_weight": 0.0}
+NO_UNSEEN = {"unseen_fill_below": 0.0, "unseen_prior_weight": 0.0, "unseen_silhouette_weight": 0.0}
 
 
 def run_case(capture, truth, cfg: RefineConfig) -> dict:
@@ -46,17 +48,21 @@ def run_case(capture, truth, cfg: RefineConfig) -> dict:
     return row
 
 
-def cases(steps: int) -> list[tuple[str, str, dict]]:
+def cases(rows: str) -> list[tuple[str, str, dict]]:
     """(row name, capture kind, RefineConfig changes)."""
-    return [
+    tracked = [
         ("synthetic head, tracked, unseen off", SYNTHETIC_NAME, NO_UNSEEN),
         ("ICT head, tracked, unseen off", ICT_NAME, NO_UNSEEN),
         ("ICT head, tracked, unseen on (default)", ICT_NAME, {}),
-        ("ICT head, true params, unseen off", "exact", NO_UNSEEN),
-        ("ICT head, true params, fill only", "exact", {"unseen_prior_weight": 0.0}),
-        ("ICT head, true params, prior only", "exact", {"unseen_fill_below": 0.0}),
-        ("ICT head, true params, fill + prior (default)", "exact", {}),
     ]
+    exact = [
+        ("ICT head, true params, unseen off", "exact", NO_UNSEEN),
+        ("ICT head, true params, fill only", "exact", {**NO_UNSEEN, "unseen_fill_below": 0.3}),
+        ("ICT head, true params, silhouette only", "exact", {**NO_UNSEEN, "unseen_silhouette_weight": 2.0}),
+        ("ICT head, true params, fill + silhouette (default)", "exact", {}),
+        ("ICT head, true params, default + prior 1.0", "exact", {"unseen_prior_weight": 1.0}),
+    ]
+    return exact if rows == "exact" else tracked + exact
 
 
 def main(argv=None) -> None:
@@ -65,32 +71,40 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="one subject, 500 steps")
     parser.add_argument("--steps", type=int, default=None, help="refinement steps (default 2000; quick 500)")
     parser.add_argument("--subjects", type=int, default=None, help="truth subjects (default 2; quick 1)")
+    parser.add_argument("--frames", type=int, default=40, help="frames per subject (default 40)")
+    parser.add_argument("--size", type=int, default=256, help="image side (default 256)")
+    parser.add_argument("--uv-resolution", type=int, default=128)
+    parser.add_argument("--rows", choices=("all", "exact"), default="all", help="exact: the true-parameter rows only")
     args = parser.parse_args(argv)
     steps = args.steps or (500 if args.quick else 2000)
     count = args.subjects or (1 if args.quick else 2)
     base = RefineConfig(steps=steps, eval_every=0, images=0, log_every=max(1, steps // 5))
     rows: dict[str, list[dict]] = {}
     for k in range(count):
-        truth = truth_subject(9001 + k)
+        truth = truth_subject(9001 + k, frames=args.frames, size=args.size)
         with tempfile.TemporaryDirectory() as tmp:
-            captures = {"exact": exact_capture(truth, 128)}
-            for name in (SYNTHETIC_NAME, ICT_NAME):
+            captures = {"exact": exact_capture(truth, args.uv_resolution)}
+            for name in (SYNTHETIC_NAME, ICT_NAME) if args.rows == "all" else ():
                 with chosen_head(name) as (directory, _):
-                    captures[name] = tracked_capture(truth, directory, f"{tmp}/{name}", 128)
-            for row, kind, change in cases(steps):
+                    captures[name] = tracked_capture(truth, directory, f"{tmp}/{name}", args.uv_resolution,
+                                                     args.size)
+            for row, kind, change in cases(args.rows):
                 rows.setdefault(row, []).append(run_case(captures[kind], truth, replace(base, **change)))
-                print(f"subject {k}: {row}: {rows[row][-1]}", flush=True)
+                if not args.json:
+                    print(f"subject {k}: {row}: {rows[row][-1]}", flush=True)
     table = {row: {key: round(float(np.mean([r[key] for r in runs])), 3) for key in runs[0]} for row, runs in rows.items()}
-    default, before = table["ICT head, tracked, unseen on (default)"], table["synthetic head, tracked, unseen off"]
+    default = table.get("ICT head, tracked, unseen on (default)", table["ICT head, true params, fill + silhouette (default)"])
+    before = table.get("synthetic head, tracked, unseen off", table["ICT head, true params, unseen off"])
     summary = {f"{v}_psnr": default[f"{v}_psnr"] for v in ("frontal", "novel30", "novel60")}
     summary.update({f"{v}_psnr_before": before[f"{v}_psnr"] for v in ("frontal", "novel30", "novel60")})
-    report = {"steps": steps, "subjects": count, "resolution": 256, "uv_resolution": 128, **summary, "rows": table}
+    report = {"steps": steps, "subjects": count, "frames": args.frames, "resolution": args.size,
+              "uv_resolution": args.uv_resolution, "rows_run": args.rows, **summary, "rows": table}
     if args.json:
         print(json.dumps(report, indent=1))
         return
-    print(f"\n{'row':<46} {'frontal':>8} {'30 deg':>8} {'60 deg':>8} {'maxAR60':>8} {'N':>6} {'s':>6}")
+    print(f"\n{'row':<52} {'frontal':>8} {'30 deg':>8} {'60 deg':>8} {'maxAR60':>8} {'N':>6} {'s':>6}")
     for row, r in table.items():
-        print(f"{row:<46} {r['frontal_psnr']:8.2f} {r['novel30_psnr']:8.2f} {r['novel60_psnr']:8.2f} "
+        print(f"{row:<52} {r['frontal_psnr']:8.2f} {r['novel30_psnr']:8.2f} {r['novel60_psnr']:8.2f} "
               f"{r['novel60_max_ar']:8.1f} {r['num_gaussians']:6.0f} {r['seconds']:6.1f}")
 
 

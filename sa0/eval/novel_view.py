@@ -13,7 +13,6 @@ own landmarks' centroid and the truth about the true one (tracking errors theref
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.flame.landmarks import landmarks_from_vertices, load_mediapipe_embedding
-from sa0.geometry.camera import intrinsics_from_fov, look_at
+from sa0.geometry.camera import intrinsics_from_fov, look_at, orbit
 from sa0.head import HeadModel, load_head_model
 from sa0.heads.ict import IctFacts, ict_dir
 from sa0.render.mesh import rasterize, textured
@@ -70,16 +69,6 @@ def subject_motion(head: HeadModel, facts: IctFacts, seed: int, frames: int) -> 
     p.jaw[:] = torch.as_tensor(jaw[:, None] * facts.jaw_axis[None] * facts.jaw_open_angle)
     p.expression[:, facts.expression_names.index("jawOpen")] = torch.as_tensor(jaw)
     return p
-
-
-def orbit(view: np.ndarray, pivot: np.ndarray, yaw_degrees: float) -> np.ndarray:
-    """The view matrix of `view` after turning the world by -yaw about the vertical line through `pivot`
-    (the camera circles the head by +yaw; the pivot keeps its pixel)."""
-    a = math.radians(-yaw_degrees)
-    rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
-    world = np.eye(4)
-    world[:3, :3], world[:3, 3] = rot, pivot - rot @ pivot
-    return np.asarray(view, np.float64) @ world
 
 
 def truth_subject(seed: int, frames: int = 40, size: int = 256, texture_size: int = 1024) -> TruthSubject:

@@ -44,3 +44,17 @@ def intrinsics_from_fov(fov_y_degrees: float, width: int, height: int) -> torch.
     return torch.tensor(
         [[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]]
     )
+
+
+def orbit(view, pivot, yaw_degrees: float):
+    """The (4, 4) view matrix (numpy float64) of `view` after turning the world by -yaw about the
+    vertical (+y) line through `pivot` (3,): the camera circles the subject by +yaw and the pivot keeps
+    its pixel."""
+    import numpy as np
+
+    a = math.radians(-yaw_degrees)
+    rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    world = np.eye(4)
+    pivot = np.asarray(pivot, np.float64)
+    world[:3, :3], world[:3, 3] = rot, pivot - rot @ pivot
+    return np.asarray(view, np.float64) @ world

@@ -32,7 +32,7 @@ from sa0.head import HeadModel
 from sa0.losses import aspect_penalty, clamp_log_scales, max_aspect_ratio, ssim_per_image
 from sa0.refine.adam import RowAdam
 from sa0.refine.reference import choose_reference_frame, neutral_init
-from sa0.refine.unseen import guard_unseen, prior_loss
+from sa0.refine.unseen import guard_unseen, novel_masks, prior_loss, silhouette_loss, smooth_loss
 from sa0.refine.refine import (
     ATTRIBUTES,
     RefineConfig,
@@ -89,6 +89,8 @@ class _State:
     error: str | None = None
     anchor: LocalGaussians | None = None  # the start the unseen-region prior pulls toward (sa0.refine.unseen)
     prior_weights: torch.Tensor | None = None
+    novel: object | None = None  # sa0.refine.unseen.NovelMasks when the silhouette term is on
+    smooth: tuple | None = None  # (UV neighbour pairs, weights) when the smoothing term is on
 
 
 def lr_factor(step: int, total: int, final: float) -> float:
@@ -122,7 +124,10 @@ def _start(head: HeadModel, subject: Subject, cfg, generator, blob: dict | None)
     if init.positions.shape[-2] != head.num_gaussians:
         raise ValueError(f"init has {init.positions.shape[-2]} Gaussians, the layout {head.num_gaussians}")
     state = _State(subject, verts, frames_of(train), rng, gen, ref)
-    init, state.anchor, state.prior_weights = guard_unseen(head, verts, train, state.frames, ref, init, neutral, cfg)
+    init, state.anchor, state.prior_weights, state.smooth = guard_unseen(head, verts, train, state.frames, ref, init,
+                                                                         neutral, cfg)
+    if cfg.unseen_silhouette_weight > 0:
+        state.novel = novel_masks(head, verts, train, state.frames)
     if blob is not None:
         _resume(state, blob)
         return state, LocalGaussians(**blob["params"])
@@ -274,9 +279,14 @@ def _losses(head: HeadModel, active: list[_State], params: dict, cfg):
             one = _slice(out, j)
             if cfg.use_aspect and active[i].step >= cfg.scale_freeze_steps:
                 loss = loss + cfg.aspect_weight * aspect_penalty(one, cfg.aspect_tau)
+            row = {n: p[i] for n, p in params.items()}
             if active[i].prior_weights is not None:
-                row = {n: p[i] for n, p in params.items()}
                 loss = loss + cfg.unseen_prior_weight * prior_loss(row, active[i].anchor, active[i].prior_weights)
+            if active[i].smooth is not None:
+                loss = loss + cfg.unseen_smooth_weight * smooth_loss(row["colors"], *active[i].smooth)
+            if active[i].novel is not None:
+                loss = loss + cfg.unseen_silhouette_weight * silhouette_loss(
+                    head, row, active[i].verts, active[i].novel, active[i].step, cfg.render)
             losses[i] = loss
             parts[i] = {"l1": l1s[j].detach(), "ssim": ssims[j].detach(), "out": one}
     return losses, parts

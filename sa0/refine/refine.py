@@ -38,7 +38,9 @@ class RefineConfig:
     and the anti-spike bounds (log-scales are in face-local units; tau and spread are logs).
     Unseen regions (sa0.refine.unseen): Gaussians the training views see at cos(normal, view) below
     unseen_fill_below start with their well-seen neighbours' colour (0: off); below unseen_visibility
-    a prior of weight unseen_prior_weight pulls them toward their start (either 0: off).
+    a prior of weight unseen_prior_weight pulls them toward their start (either 0: off); the mesh's
+    outline from orbited views is a matte for the Gaussians' alpha with weight unseen_silhouette_weight
+    (0: off); unseen_smooth_weight pulls poorly seen texels' colours toward their UV neighbours'.
     Live reporting: the loss terms and maxAR every log_every steps, held-out PSNR / SSIM on up to
     eval_frames frames every eval_every steps (0: never), `images` render | truth snapshots."""
 
@@ -64,6 +66,8 @@ class RefineConfig:
     unseen_visibility: float = 0.5
     unseen_fill_below: float = 0.3
     unseen_prior_weight: float = 0.0
+    unseen_silhouette_weight: float = 0.0
+    unseen_smooth_weight: float = 0.0
     log_every: int = 100
     eval_every: int = 500
     eval_frames: int = 8
@@ -76,8 +80,9 @@ class RefineConfig:
             raise ValueError(f"RefineConfig.steps must be >= 1, got {self.steps}")
         if self.log_scale_min >= self.log_scale_max:
             raise ValueError("RefineConfig needs log_scale_min < log_scale_max")
-        if min(self.unseen_visibility, self.unseen_fill_below, self.unseen_prior_weight) < 0:
-            raise ValueError("RefineConfig.unseen_visibility, unseen_fill_below and unseen_prior_weight must be >= 0")
+        if min(self.unseen_visibility, self.unseen_fill_below, self.unseen_prior_weight,
+               self.unseen_silhouette_weight, self.unseen_smooth_weight) < 0:
+            raise ValueError("RefineConfig.unseen_* must be >= 0")
         if self.log_scale_spread <= 0 or self.aspect_tau <= 0:
             raise ValueError("RefineConfig.log_scale_spread and aspect_tau must be > 0")
         if self.log_every < 1 or self.eval_every < 0 or self.eval_frames < 1 or self.images < 0:

@@ -16,16 +16,29 @@ switchable parts (RefineConfig.unseen_*), each measured by benchmarks/bm_novel_v
 * prior: a loss pulling each Gaussian's shape, place and opacity to that start, weighted by
   (1 - vis / v0)^2 (zero for Gaussians seen at v0 or better), and its colour where it was filled,
   weighted by (1 - vis / fill)^2: the views that show a region decide it, the others leave it where
-  the mesh and the fill put it.
+  the mesh and the fill put it;
+* smoothing: neighbouring texels' colours pulled together, weighted by (1 - vis / v0)^2 of the less
+  seen of the two: a cheek seen at a grazing angle blends many Gaussians into each pixel, and the
+  views let their colours scatter into blotches a side view shows (off by default until measured on
+  real video: sa0.refine.refine.RefineConfig);
+* silhouette: the mesh's outline from views the capture never had (each training camera orbited by
+  +-25 and +-50 degrees about the head) is a matte for the Gaussians: each step renders one such view
+  and penalises (alpha - coverage)^2. Gaussians that look right from the front but stick out
+  sideways, or leave gaps between them, show there and nowhere in the training views. (A real
+  person's hair lies outside a bald head model's outline: this trades its volume in side views for
+  a clean profile; the weight sets how much.)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from sa0.data.schema import Clip
 from sa0.gaussians import face_frames, texel_points
+from sa0.geometry.camera import orbit
 from sa0.head import HeadModel
 from sa0.render.mesh import rasterize
 from sa0.types import LocalGaussians
@@ -106,22 +119,109 @@ def prior_loss(params: dict, init: LocalGaussians, weights: torch.Tensor) -> tor
 
 def guard_unseen(head: HeadModel, verts: torch.Tensor, train: Clip, frames: list[tuple[int, int]], ref: int,
                  init: LocalGaussians, neutral: bool, cfg) -> tuple[LocalGaussians, LocalGaussians | None,
-                                                                   torch.Tensor | None]:
+                                                                   torch.Tensor | None, tuple | None]:
     """A refinement's start with the RefineConfig's unseen-region parts applied -> (start, the anchor the
-    prior pulls toward or None, per-Gaussian prior weights or None). The colour fill applies to the
-    generator-free start only (a generator predicts unseen regions itself)."""
+    prior pulls toward or None, per-Gaussian prior weights or None, (UV neighbour pairs, their smoothing
+    weights) or None). The colour fill applies to the generator-free start only (a generator predicts
+    unseen regions itself)."""
     fill = neutral and cfg.unseen_fill_below > 0
     prior = cfg.unseen_visibility > 0 and cfg.unseen_prior_weight > 0
-    if not (fill or prior):
-        return init, None, None
+    smooth = cfg.unseen_visibility > 0 and cfg.unseen_smooth_weight > 0
+    if not (fill or prior or smooth):
+        return init, None, None, None
     visibility = gaussian_visibility(head, verts, train, frames)
+    pairs = None
+    if smooth:
+        pairs = uv_neighbour_pairs(head.layout)
+        pairs = (pairs.to(init.colors.device),
+                 smooth_weights(visibility, pairs, cfg.unseen_visibility).to(init.colors.device))
     if fill:
         points = texel_points(verts[ref], head.faces, head.layout)
         colors = fill_unseen_colors(init.colors, points, visibility, cfg.unseen_fill_below)
         init = LocalGaussians(init.positions, init.rotations, init.log_scales, colors, init.opacity_logits)
     if not prior:
-        return init, None, None
+        return init, None, None, pairs
     anchor = LocalGaussians(*(getattr(init, f).detach().float() for f in LocalGaussians.__dataclass_fields__))
     colour_v0 = cfg.unseen_fill_below if cfg.unseen_fill_below > 0 else cfg.unseen_visibility
     weights = torch.stack((prior_weights(visibility, cfg.unseen_visibility), prior_weights(visibility, colour_v0)))
-    return init, anchor, weights.to(init.positions.device)
+    return init, anchor, weights.to(init.positions.device), pairs
+
+
+@dataclass(frozen=True)
+class NovelMasks:
+    """The mesh's silhouette seen from views the capture never had: for each of M (timestep, yaw)
+    pairs, the training camera of that timestep orbited by the yaw about the posed head's centre.
+    timesteps (M,); viewmats (M, 4, 4), Ks (M, 3, 3) float32 at the masks' size; coverage (M, H, W):
+    the fraction of each pixel the mesh covers (supersampled, so edges are soft as a camera's)."""
+
+    timesteps: list[int]
+    viewmats: torch.Tensor
+    Ks: torch.Tensor
+    coverage: torch.Tensor
+
+
+def novel_masks(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
+                yaws=(-50.0, -25.0, 25.0, 50.0), max_frames: int = 12, size: int = 128,
+                supersample: int = 3) -> NovelMasks:
+    """Silhouettes of the posed mesh (verts (T, V, 3)) from orbited training cameras (mesh rasteriser)."""
+    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round()]
+    h, w = clip.image_size
+    scale = size / max(h, w)
+    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+    faces = head.faces.cpu().numpy()
+    steps, views, Ks, coverage = [], [], [], []
+    for t, c in picks:
+        v = verts[t].detach().cpu().double().numpy()
+        K = np.asarray(clip.Ks[t, c], np.float64).copy()
+        K[:2] *= scale
+        fine = K.copy()
+        fine[:2] *= supersample
+        for yaw in yaws:
+            view = orbit(clip.viewmats[t, c], v.mean(0), yaw)
+            mask = rasterize(v, faces, view, fine, rh * supersample, rw * supersample).mask
+            coverage.append(torch.as_tensor(mask.reshape(rh, supersample, rw, supersample).mean((1, 3)),
+                                            dtype=torch.float32))
+            steps.append(t)
+            views.append(torch.as_tensor(view, dtype=torch.float32))
+            Ks.append(torch.as_tensor(K, dtype=torch.float32))
+    return NovelMasks(steps, torch.stack(views), torch.stack(Ks), torch.stack(coverage))
+
+
+def silhouette_loss(head: HeadModel, row: dict, verts: torch.Tensor, masks: NovelMasks, step: int,
+                    render_cfg) -> torch.Tensor:
+    """One subject's Gaussians (row: attribute -> (N, k)) rendered from one of the novel views (picked
+    by the step number, so a resumed run sees the same ones): mean squared alpha outside the mesh's
+    silhouette's coverage: (alpha - coverage)^2 over the view."""
+    from sa0.gaussians import bind
+    from sa0.render.api import render
+    from sa0.types import Cameras
+
+    m = (step * 7919) % len(masks.timesteps)
+    device = verts.device
+    h, w = masks.coverage.shape[1:]
+    cams = Cameras(masks.viewmats[m:m + 1].to(device), masks.Ks[m:m + 1].to(device), w, h)
+    out = render(bind(LocalGaussians(**row), verts[masks.timesteps[m]], head.faces, head.layout), cams,
+                 torch.zeros(3, device=device), render_cfg)
+    return (out.alpha[0, ..., 0] - masks.coverage[m].to(device)).pow(2).mean()
+
+
+def uv_neighbour_pairs(layout) -> torch.Tensor:
+    """(P, 2) Gaussian indices of horizontally and vertically adjacent valid texels."""
+    index = layout.index_map
+    pairs = []
+    for a, b in ((index[:, :-1], index[:, 1:]), (index[:-1, :], index[1:, :])):
+        both = (a >= 0) & (b >= 0)
+        pairs.append(torch.stack((a[both], b[both]), -1))
+    return torch.cat(pairs)
+
+
+def smooth_weights(visibility: torch.Tensor, pairs: torch.Tensor, v0: float) -> torch.Tensor:
+    """(P,) per neighbour pair: the larger (1 - vis / v0)^2 of its two Gaussians."""
+    w = prior_weights(visibility, v0)
+    return torch.maximum(w[pairs[:, 0]], w[pairs[:, 1]])
+
+
+def smooth_loss(colors: torch.Tensor, pairs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean squared colour difference of UV neighbours (one subject's colours (N, 3))."""
+    diff = colors[pairs[:, 0]] - colors[pairs[:, 1]]
+    return (weights * diff.pow(2).sum(-1)).mean()

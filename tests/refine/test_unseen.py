@@ -1,0 +1,72 @@
+"""Unseen regions: visibility from the training views, the colour fill, the novel-view silhouette term."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sa0.eval.novel_view import exact_capture, truth_subject
+from sa0.gaussians import init_local_gaussians, texel_points
+from sa0.refine.refine import RefineConfig, frames_of
+from sa0.refine.unseen import fill_unseen_colors, gaussian_visibility, novel_masks, silhouette_loss
+from sa0.types import LocalGaussians
+
+
+@pytest.fixture(scope="module")
+def capture():
+    truth = truth_subject(9100, frames=10, size=96, texture_size=256)
+    return exact_capture(truth, 48)
+
+
+def test_visibility_sees_the_face_and_not_the_back_of_the_head(capture):
+    head, train = capture.head, capture.train
+    verts = head.pose_track(train.flame.as_dict())
+    vis = gaussian_visibility(head, verts, train, frames_of(train))
+    points = texel_points(head.flame.v_template, head.faces, head.layout)
+    back = (points[:, 2] < -0.05) & (points[:, 0].abs() < 0.05)  # the back of the head
+    front = (points[:, 2] > 0.09) & (points[:, 1].abs() < 0.04)  # nose, cheeks, brows
+    assert back.any() and front.any()
+    assert vis[back].max() == 0
+    assert vis[front].median() > 0.7
+    assert 0.2 < (vis > 0).float().mean() < 0.9
+
+
+def test_fill_takes_well_seen_neighbours_colours():
+    points = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0.1, 0, 0], [0.9, 0, 0]])
+    colors = torch.tensor([[1.0, 0, 0], [0.0, 0, 1], [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]])
+    vis = torch.tensor([0.9, 0.9, 0.0, 0.1])
+    filled = fill_unseen_colors(colors, points, vis, below=0.3, neighbours=1)
+    torch.testing.assert_close(filled[:2], colors[:2])  # well-seen ones keep theirs
+    torch.testing.assert_close(filled[2], colors[0])  # unseen: the nearest well-seen colour
+    torch.testing.assert_close(filled[3], colors[1])
+
+
+def test_silhouette_term_penalises_gaussians_that_spill_out_of_novel_views(capture):
+    head, train = capture.head, capture.train
+    verts = head.pose_track(train.flame.as_dict())
+    masks = novel_masks(head, verts, train, frames_of(train), max_frames=2, size=64)
+    assert masks.coverage.shape == (8, 64, 64) and 0.05 < masks.coverage.mean() < 0.6
+    local = init_local_gaussians(verts[0], head.faces, head.layout)
+    row = {f.name: getattr(local, f.name) for f in dataclasses.fields(LocalGaussians)}
+    fat = dict(row, log_scales=row["log_scales"] + 1.0)
+    cfg = RefineConfig().render
+    losses = [float(silhouette_loss(head, r, verts, masks, step, cfg)) for r in (row, fat) for step in range(8)]
+    assert np.mean(losses[8:]) > 2 * np.mean(losses[:8])
+
+
+def test_smoothing_pairs_are_uv_neighbours_and_weigh_the_less_seen(capture):
+    from sa0.refine.unseen import smooth_loss, smooth_weights, uv_neighbour_pairs
+
+    layout = capture.head.layout
+    pairs = uv_neighbour_pairs(layout)
+    rows, cols = layout.rows[pairs], layout.cols[pairs]
+    steps = (rows[:, 0] - rows[:, 1]).abs() + (cols[:, 0] - cols[:, 1]).abs()
+    assert (steps == 1).all() and len(pairs) > layout.num_gaussians  # each valid texel has ~2 right/down neighbours
+    vis = torch.zeros(layout.num_gaussians)
+    vis[pairs[0, 0]] = 1.0
+    w = smooth_weights(vis, pairs, 0.5)
+    assert w[0] == 1.0  # its neighbour is unseen
+    colors = torch.rand(layout.num_gaussians, 3)
+    assert smooth_loss(torch.full_like(colors, 0.4), pairs, w) == 0
+    assert smooth_loss(colors, pairs, w) > 0
