@@ -17,14 +17,11 @@ import sys
 import threading
 from pathlib import Path
 
-from sa0.config import FlameConfig, LayoutConfig
-from sa0.export.package import load_package
+from sa0.export.package import load_package, package_head
 from sa0.export.serve import served
 from sa0.export.web import export_site
 from sa0.flame import FlameFileError
 from sa0.flame.io import FLAME_DIR_ENV
-from sa0.head import load_head_model
-from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.refine.subjects import BadInput, driver_clip, resolve_shard_dirs
 
 
@@ -56,10 +53,9 @@ def main(argv=None) -> int:
         parser.error(str(exc))
     with contextlib.ExitStack() as stack:
         try:
-            flame_dir, _ = stack.enter_context(chosen_head(args.flame_dir, package.meta.get("head"), SYNTHETIC_NAME))
+            head = stack.enter_context(package_head(package, args.flame_dir))
         except FlameFileError as exc:
             parser.error(str(exc))
-        head = load_head_model(FlameConfig(model_dir=flame_dir), LayoutConfig(uv_resolution=package.uv_resolution))
         try:
             site = export_site(package, head, clip, args.out, camera=args.camera, fps=args.fps)
         except ValueError as exc:

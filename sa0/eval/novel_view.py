@@ -221,3 +221,23 @@ def score_views(capture: Capture, truth: TruthSubject, local, yaws=(0, 30, -30, 
         out[yaw] = {k: float(np.mean([s[j] for s in scores])) if k != "max_ar" else float(max(s[2] for s in scores))
                     for j, k in enumerate(("psnr", "ssim", "max_ar"))}
     return out
+
+
+def high_frequency_energy(image: np.ndarray, background=(1.0, 1.0, 1.0), threshold: float = 0.06) -> float:
+    """Mean squared difference between an image (H, W, 3) in [0, 1] and its 5 x 5 box blur, over the
+    pixels (eroded by 3) that differ from the background colour: speckle and confetti raise it,
+    smooth skin does not. Compare a novel view's value with the frontal view's (`speckle_ratio`)."""
+    import torch.nn.functional as F
+
+    img = torch.as_tensor(np.asarray(image, np.float64)).permute(2, 0, 1)[None]
+    blur = F.avg_pool2d(F.pad(img, (2, 2, 2, 2), mode="replicate"), 5, 1)
+    fg = (img - torch.as_tensor(background, dtype=img.dtype)[None, :, None, None]).abs().amax(1, keepdim=True) > threshold
+    fg = -F.max_pool2d(-fg.double(), 7, 1, 3) > 0.5  # erode: the outline itself is not speckle
+    energy = ((img - blur) ** 2).sum(1, keepdim=True)
+    return float(energy[fg].mean()) if fg.any() else 0.0
+
+
+def speckle_ratio(novel: np.ndarray, frontal: np.ndarray, background=(1.0, 1.0, 1.0)) -> float:
+    """high_frequency_energy(novel) / high_frequency_energy(frontal): ~1 for a head whose side is as
+    smooth as its front, larger with confetti."""
+    return high_frequency_energy(novel, background) / max(high_frequency_energy(frontal, background), 1e-12)

@@ -11,6 +11,7 @@ Drive it: pose FLAME (with this shape) -> bind(local, vertices, faces, layout) -
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -56,3 +57,16 @@ def load_package(path) -> AvatarPackage:
             raise ValueError(f"{path}: avatar package version {meta.get('version')}, this sa0 reads {PACKAGE_VERSION}")
         local = LocalGaussians(*(torch.from_numpy(data[name]) for name in LOCAL_FIELDS))
         return AvatarPackage(local, data["face_idx"], data["bary"], int(data["uv_resolution"]), data["shape"], meta)
+
+
+@contextlib.contextmanager
+def package_head(package: AvatarPackage, flame_dir: str | None = None):
+    """The head `package` was bound to, at its UV resolution (a context: a synthetic head lives in a
+    temporary directory): its recorded head, or `flame_dir` (refused if it contradicts the record;
+    needed for FLAME, which is never shipped). Raises FlameFileError."""
+    from sa0.config import FlameConfig, LayoutConfig
+    from sa0.head import load_head_model
+    from sa0.heads import SYNTHETIC_NAME, chosen_head
+
+    with chosen_head(flame_dir, package.meta.get("head"), SYNTHETIC_NAME) as (directory, _):
+        yield load_head_model(FlameConfig(model_dir=directory), LayoutConfig(uv_resolution=package.uv_resolution))

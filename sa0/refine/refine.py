@@ -67,7 +67,7 @@ class RefineConfig:
     unseen_fill_below: float = 0.3
     unseen_prior_weight: float = 0.0
     unseen_silhouette_weight: float = 0.0
-    unseen_smooth_weight: float = 0.0
+    unseen_smooth_weight: float = 1.0
     log_every: int = 100
     eval_every: int = 500
     eval_frames: int = 8

@@ -1,0 +1,28 @@
+"""benchmarks/bm_novel_view.py at a small size: its JSON keys, and the frontal / 30 degree gap it reaches."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_novel_view_benchmark_small():
+    done = subprocess.run([sys.executable, "benchmarks/bm_novel_view.py", "--json", "--subjects", "1", "--frames", "20",
+                           "--size", "128", "--steps", "400", "--uv-resolution", "64", "--rows", "exact"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{"):])
+    for key in ("frontal_psnr", "novel30_psnr", "novel60_psnr", "frontal_psnr_before", "novel30_psnr_before",
+                "novel60_psnr_before"):
+        assert 10 < report[key] < 60, (key, report[key])
+    rows = report["rows"]
+    default, off = rows["ICT head, true params, default (fill + smoothing 1)"], rows["ICT head, true params, unseen off"]
+    silhouette = rows["ICT head, true params, default + silhouette 2"]
+    assert report["frontal_psnr"] - report["novel30_psnr"] <= GAP30
+    assert default["novel60_psnr"] >= off["novel60_psnr"] - 0.3  # the defaults cost nothing in side views
+    assert silhouette["novel30_psnr"] > default["novel30_psnr"] + 1.0  # the silhouette term's gain on a bald head
