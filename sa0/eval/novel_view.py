@@ -13,7 +13,7 @@ own landmarks' centroid and the truth about the true one (tracking errors theref
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -84,9 +84,8 @@ def truth_subject(seed: int, frames: int = 40, size: int = 256, texture_size: in
     params = subject_motion(head, facts, seed, frames)
     with torch.no_grad():
         verts = head.flame(params)
-        rest = head.flame(FlameParams(params.shape[:1], *(torch.zeros_like(getattr(params, f)[:1]) for f in
-                                                          ("expression", "global_rot", "neck", "jaw", "eyes",
-                                                           "translation"))))[0].numpy()
+        neutral = FlameParams.zeros(1, head.flame.num_shape, head.flame.num_expression, dtype=torch.float64)
+        rest = head.flame(replace(neutral, shape=params.shape[:1]))[0].numpy()  # the identity at rest
     joints = (head.flame.J_regressor @ torch.as_tensor(rest)).numpy()
     texture = procedural_texture(rest, faces, vt[ft], facts, joints, seed=seed, size=texture_size, detail=True)
     centre = rest[facts.landmarks68].mean(0)

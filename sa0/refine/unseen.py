@@ -37,11 +37,12 @@ import numpy as np
 import torch
 
 from sa0.data.schema import Clip
-from sa0.gaussians import face_frames, texel_points
+from sa0.gaussians import bind, face_frames, texel_points
 from sa0.geometry.camera import orbit
 from sa0.head import HeadModel
+from sa0.render.api import render
 from sa0.render.mesh import rasterize
-from sa0.types import LocalGaussians
+from sa0.types import Cameras, LocalGaussians
 
 
 def gaussian_visibility(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
@@ -192,10 +193,6 @@ def silhouette_loss(head: HeadModel, row: dict, verts: torch.Tensor, masks: Nove
     """One subject's Gaussians (row: attribute -> (N, k)) rendered from one of the novel views (picked
     by the step number, so a resumed run sees the same ones): mean squared alpha outside the mesh's
     silhouette's coverage: (alpha - coverage)^2 over the view."""
-    from sa0.gaussians import bind
-    from sa0.render.api import render
-    from sa0.types import Cameras
-
     m = (step * 7919) % len(masks.timesteps)
     device = verts.device
     h, w = masks.coverage.shape[1:]
