@@ -1,8 +1,7 @@
 """Track a phone video or a few portraits into clips sa0 can refine: FLAME + camera per frame.
 
-    python jobs/track.py --video FILE [--out data/<name>] [--flame-dir DIR] [--size 512] [--every N]
-        [--max-frames N] [--subject NAME] [--focal F] [--photometric VISITS] [--no-overlay]
-        [--device cpu|cuda]
+    python jobs/track.py --video FILE [--out data/<name>] [--size 512] [--every N] [--max-frames N]
+        [--subject NAME] [--focal F] [--photometric VISITS] [--no-overlay] [--device cpu|cuda]
     python jobs/track.py --images DIR_OR_FILES ... [same options]
 
 Writes OUT/shard-*.tar + manifest.json (one clip, split train: the refiner holds out its last fifth),
@@ -20,71 +19,35 @@ tracked parameters from ~2.2 dB to ~0.6 dB of refinement from the true ones
     python jobs/refine_batch.py --subjects <name> --shards OUT
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-import torch
+from sa0.cli import Flag, JobSpec, parse_job
+from sa0.track.job import TrackJob, photometric_items, prepare_track, run_track_job
 
-from sa0.config import FlameConfig, LayoutConfig
-from sa0.flame import FlameFileError
-from sa0.flame.landmarks import load_mediapipe_embedding, with_irises
-from sa0.head import load_head_model
-from sa0.heads import ICT_NAME, chosen_head
-from sa0.track.fit import FitConfig
-from sa0.track.frames import TrackError, image_source, video_source
-from sa0.track.mediapipe_env import MediaPipeMissing
-from sa0.track.photometric import PhotoConfig
-from sa0.track.run import OVERLAY, REPORT, TrackConfig, report_summary, track
+SPEC = JobSpec(
+    doc=__doc__,
+    recipes={"default": TrackJob},
+    shared={"out": "out", "head": "flame.model_dir"},
+    flags=(
+        Flag(("--video",), "video", "a video file (mp4, mov, webm, ...)", path=True),
+        Flag(("--images",), "images", "photo files or folders of photos (one subject)", nargs="+", path=True,
+             metavar="PATH"),
+        Flag(("--size",), "track.size", "crop side in pixels"),
+        Flag(("--every",), "every", "take every N-th video frame"),
+        Flag(("--max-frames",), "max_frames", "stop after this many frames"),
+        Flag(("--subject",), "track.subject", "subject name in the clip (default: the input's name)"),
+        Flag(("--focal",), "track.fit.focal", "known focal length in units of the longer image side (default: fitted)"),
+        Flag(("--photometric",), "track.photo.visits", "photometric stage: renders per frame (about 1.3 s per frame "
+             "at 80 on 2 CPU cores; 0: landmarks only)", items=photometric_items, metavar="VISITS"),
+        Flag(("--no-overlay",), "track.overlay", "skip overlay.mp4", switch=True, value="false"),
+        Flag(("--device",), "device", "cpu or cuda (default: cuda when present)", choices=("cpu", "cuda")),
+    ),
+    prepare=prepare_track,
+)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--video", help="a video file (mp4, mov, webm, ...)")
-    src.add_argument("--images", nargs="+", help="photo files or folders of photos (one subject)")
-    parser.add_argument("--out", default=None, help="shard directory to write (default data/<input name>)")
-    parser.add_argument("--flame-dir", default=None, help="head: a FLAME directory, or ict / synthetic (default "
-                                                          "$SA0_FLAME_DIR, else ict: ICT-FaceKit, shipped with sa0)")
-    parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")
-    parser.add_argument("--every", type=int, default=1, help="take every N-th video frame")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--subject", default=None, help="subject name in the clip (default: the input's name)")
-    parser.add_argument("--focal", type=float, default=None, help="known focal length in units of the longer "
-                                                                  "image side (default: fitted)")
-    parser.add_argument("--photometric", type=int, default=PhotoConfig.visits, metavar="VISITS",
-                        help=f"photometric stage: renders per frame (default {PhotoConfig.visits}, about 1.3 s per "
-                             "frame on 2 CPU cores; 0: landmarks only)")
-    parser.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    args = parser.parse_args(argv)
-    if args.size < 32 or args.every < 1 or args.photometric < 0:
-        parser.error("--size must be >= 32, --every >= 1 and --photometric >= 0")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        frames = video_source(args.video, args.every, args.max_frames) if args.video else image_source(args.images)
-        out = Path(args.out or Path("data") / frames.name)
-        cfg = TrackConfig(size=args.size, subject=args.subject, overlay=not args.no_overlay, device=device,
-                          fit=FitConfig(focal=args.focal),
-                          photo=PhotoConfig(visits=args.photometric) if args.photometric else None)
-        from sa0.track.mp_detector import MediaPipeDetector
-
-        with chosen_head(args.flame_dir, default=ICT_NAME) as (flame_dir, head_name):
-            print(f"head: {head_name} ({flame_dir})", flush=True)
-            head = load_head_model(FlameConfig(model_dir=str(flame_dir)), LayoutConfig(uv_resolution=64))
-            embedding = with_irises(load_mediapipe_embedding(flame_dir, len(head.faces)), head.flame)
-            with MediaPipeDetector(static=not frames.video, log=str(out.parent / f".{out.name}.mediapipe.log")
-                                   if out.parent.exists() else None) as detector:
-                report = track(frames, detector, head, embedding, out, cfg)
-    except (TrackError, FlameFileError, MediaPipeMissing) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report_summary(report))
-    print(f"wrote {out}/ (shards + manifest.json, {REPORT}{', ' + OVERLAY if cfg.overlay else ''})")
-    print(f"next: python jobs/refine_batch.py --subjects {report['subject']} --shards {out}")
-    return 0
+    return run_track_job(parse_job(SPEC, argv))
 
 
 if __name__ == "__main__":

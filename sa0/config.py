@@ -59,7 +59,12 @@ def _override(config, keys: list[str], value: str, item: str, prefix: str):
         raise ValueError(f"override {item!r}: {path} is a section; set one of its fields, e.g. {path}.<field>=...")
     else:
         new = _parse_value(item, path, typing.get_type_hints(type(config))[key], value)
-    return replace(config, **{key: new})
+    try:
+        return replace(config, **{key: new})
+    except ValueError as exc:  # the section's own check; say which key the user set
+        if str(exc).startswith("override "):
+            raise
+        raise ValueError(f"override {item!r}: {exc}") from None
 
 
 def apply_overrides(config: T, items: list[str]) -> T:

@@ -25,6 +25,18 @@ def absolute_uri(uri: str | None) -> str | None:
     return uri
 
 
+OFF = "off"
+
+
+def tracking_uri(setting: str | None) -> str | None:
+    """A job's mlflow_uri setting -> the URI to track to: "off" -> None (no tracking); None ->
+    $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current directory; anything else, made
+    absolute (absolute_uri)."""
+    if setting == OFF:
+        return None
+    return absolute_uri(setting or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+
+
 class _Guarded:
     """Every public call of a subclass is wrapped by `guarded`: a no-op once tracking is off, and an
     error turns tracking off with one warning instead of reaching the work."""
@@ -140,12 +152,13 @@ class Tracker(_Guarded):
         client.set_terminated(run_id, "FINISHED" if tags.get("sa0.status") != "failed" else "FAILED")
 
     @guarded
-    def end(self, metrics: dict | None = None) -> None:
+    def end(self, metrics: dict | None = None, failed: bool = False) -> None:
+        """End the job's run: FINISHED, or FAILED when the work it records failed."""
         if self._parent is None:
             return
         if metrics:
             self._mlflow.log_metrics(metrics)
-        self._mlflow.end_run()
+        self._mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 class RunLogger(_Guarded):

@@ -46,7 +46,7 @@ class DataConfig:
     shard order every epoch; descriptors_per_task: examples one Ray Data task builds;
     descriptors_per_dataset: a Ray Data dataset covers at least this many (whole epochs of a small
     data set, so it does not pay the pipeline start-up every epoch); total_steps: training length
-    (for the temperature anneal); seed."""
+    (for the temperature anneal; in a training phase always the phase's steps); seed."""
 
     shard_dirs: tuple[str, ...] = ()
     example: ExampleConfig = field(default_factory=ExampleConfig)

@@ -116,8 +116,9 @@ def refine_task(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, la
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     observer = _TaskObserver(counter, run_ids, tracking_uri)
     rows = run_subjects(subjects, shard_dirs, out_dir, flame, layout, refine, generator_dir, observer, web=web)
-    for row in rows:  # finished either way: no work left for the driver's bar
-        counter.report.remote(row["subject"], refine.steps)
+    for row in rows:  # done or skipped: all its steps count; a failed one's steps stay undone (no full bar)
+        if row["status"] != "failed":
+            counter.report.remote(row["subject"], refine.steps)
     return rows
 
 
@@ -157,7 +158,7 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
     pending: dict = {}
     queue = list(groups)
     with tqdm(total=len(todo) * refine.steps, desc="refine", unit="step", dynamic_ncols=True) as bar:
-        bar.set_postfix_str(f"subjects 0/{len(todo)} done")
+        bar.set_postfix_str(f"subjects 0/{len(todo)} finished")
         finished = 0
         while queue or pending:
             while queue and len(pending) < in_flight:
@@ -172,13 +173,12 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                     got = ray.get(ref)
                 except Exception as exc:  # crashed more often than retried, or raised
                     got = [status_row(s, reason=f"task failed: {type(exc).__name__}: {exc}"[:300]) for s in group]
-                    for s in group:
-                        counter.report.remote(s, refine.steps)
                 for row in got:
                     rows[row["subject"]] = row
                     finished += 1
                     _record(tracker, run_ids.get(row["subject"]), row, out_dir)
-                bar.set_postfix_str(f"subjects {finished}/{len(todo)} done")
+                failed = sum(r["status"] == "failed" for r in rows.values())
+                bar.set_postfix_str(f"subjects {finished}/{len(todo)} finished" + (f", {failed} failed" if failed else ""))
             bar.n = min(bar.total, ray.get(counter.total.remote()))
             bar.refresh()
     return [rows[s] for s in subjects]

@@ -65,8 +65,11 @@ def _preview(head: HeadModel, result: RefineResult, clip: Clip, path: Path, fps:
 
 
 def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, test: Clip | None,
-                          result: RefineResult, extra_metrics: dict | None = None, web: bool = False) -> Path:
-    """Write OUT/<subject>/ atomically (with web/ if asked); returns its path."""
+                          result: RefineResult, extra_metrics: dict | None = None, web: Clip | None = None,
+                          origin: dict | None = None) -> Path:
+    """Write OUT/<subject>/ atomically; returns its path. web: the clip whose motion web/ plays (None:
+    no viewer). origin: where the avatar came from (e.g. "shards", "generator"), recorded in the
+    package so later jobs need not be told again."""
     final = Path(out_dir) / subject
     staging = Path(out_dir) / f".{subject}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -74,7 +77,7 @@ def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, t
         ref = result.reference_frame
         save_package(staging / "avatar.npz", result.local, head.layout, train.flame.shape[ref],
                      {"subject": subject, "reference_frame": ref, "flame_model": str(head.model_dir),
-                      "head": head_name(head.model_dir)})
+                      "head": head_name(head.model_dir), **(origin or {})})
         with torch.no_grad():
             verts = _posed(head, train)[ref]
             export_ply(bind(result.local, verts, head.faces, head.layout), staging / "avatar.ply")
@@ -82,8 +85,8 @@ def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, t
         metrics = {**result.metrics, **(extra_metrics or {}), "subject": subject,
                    "lpips_note": "unavailable: LPIPS backbone weights cannot be loaded offline"}
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        if web:
-            write_site(staging, head, train)
+        if web is not None:
+            write_site(staging, head, web)
         if final.exists():  # an incomplete leftover from an older sa0; complete ones are skipped upstream
             shutil.rmtree(final)
         os.replace(staging, final)

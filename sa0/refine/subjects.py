@@ -57,13 +57,14 @@ def parse_subjects(value: str) -> list[str]:
     return subjects
 
 
-def _sanitised(subject: str) -> str:
+def subject_of(subject: str) -> str:
+    """A subject id as clip keys spell it (the manifests' second key field)."""
     return ClipMeta(subject, "c", "d", "x", "train").key.split("__")[1]
 
 
 def load_subject_clips(subject: str, shard_dirs, records: list | None = None) -> list[Clip]:
     """Every clip of `subject` in the shard directories; records: their clip_records, if already read."""
-    want = _sanitised(subject)
+    want = subject_of(subject)
     if records is None:
         try:
             records = clip_records(shard_dirs)
@@ -87,7 +88,7 @@ def recorded_head(subjects: list[str] | None, shard_dirs) -> str | None:
         records = clip_records(shard_dirs)
     except ShardError as exc:
         raise BadInput(str(exc)) from exc
-    want = set() if every else {_sanitised(s) for s in subjects}
+    want = set() if every else {subject_of(s) for s in subjects}
     reader, heads = ShardReader(), {}
     for path, record in records:
         subject = record["key"].split("__")[1]
@@ -101,9 +102,14 @@ def recorded_head(subjects: list[str] | None, shard_dirs) -> str | None:
     return named.pop() if named else None
 
 
+def motion_clip(clips: list[Clip]) -> Clip:
+    """The clip whose motion plays a subject: its first, train split first, every frame."""
+    return min(clips, key=lambda c: c.meta.split != "train")
+
+
 def driver_clip(subject: str, shard_dirs) -> Clip:
-    """The clip that drives an avatar with `subject`'s motion: its first, train split first."""
-    return sorted(load_subject_clips(subject, shard_dirs), key=lambda c: c.meta.split != "train")[0]
+    """The clip that drives an avatar with `subject`'s motion (motion_clip of its clips)."""
+    return motion_clip(load_subject_clips(subject, shard_dirs))
 
 
 def slice_timesteps(clip: Clip, sl: slice) -> Clip:
@@ -159,7 +165,9 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
     web: also write each subject's browser viewer (OUT/<subject>/web/), added to complete ones too."""
     start = time.perf_counter()
     rows: dict[str, dict] = {}
-    batch, records, heads = [], None, []
+    batch, records, heads, motions = [], None, [], {}
+    origin = {"shards": [str(Path(d).absolute()) for d in shard_dirs],
+              "generator": str(Path(generator_dir).absolute()) if generator_dir else None}
 
     def cpu_head() -> HeadModel:  # built once, when first needed (outputs are written from this CPU copy)
         if not heads:
@@ -174,12 +182,14 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
         try:
             if records is None:  # the manifests, read once for the whole batch
                 records = clip_records(shard_dirs)
-            train, test = train_test(load_subject_clips(subject, shard_dirs, records))
+            clips = load_subject_clips(subject, shard_dirs, records)
+            train, test = train_test(clips)
         except (BadInput, ClipError, ShardError) as exc:
             rows[subject] = status_row(subject, reason=f"bad input: {exc}")
             continue
+        motions[subject] = motion_clip(clips)
         if done:  # refined earlier without its viewer: add only that
-            write_site(Path(out_dir) / subject, cpu_head(), train)
+            write_site(Path(out_dir) / subject, cpu_head(), motions[subject])
             rows[subject] = skipped_row(subject, out_dir)
             continue
         batch.append(Subject(subject, train, test))
@@ -196,7 +206,8 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                 continue
             maybe_crash(subject.name, "before_write")
             write_subject_outputs(out_dir, subject.name, head, subject.train, subject.test, result,
-                                  {"torch_threads": torch.get_num_threads(), "batch": len(batch)}, web=web)
+                                  {"torch_threads": torch.get_num_threads(), "batch": len(batch)},
+                                  web=motions[subject.name] if web else None, origin=origin)
             (checkpoint_dir(out_dir) / f"{subject.name}.pt").unlink(missing_ok=True)
             final = result.metrics.get("final", {})
             rows[subject.name] = status_row(subject.name, status="done", psnr=final.get("psnr"),

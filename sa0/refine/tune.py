@@ -46,7 +46,7 @@ def apply(base: RefineConfig, config: dict) -> RefineConfig:
 def overrides(base: RefineConfig, config: dict) -> str:
     """The trial's configuration as refine_batch.py --set arguments."""
     cfg = apply(base, config)
-    return " ".join(f"--set {k}={getattr(cfg, k)}" for k in ("aspect_weight", "aspect_tau", "scale_freeze_steps",
+    return " ".join(f"--set refine.{k}={getattr(cfg, k)}" for k in ("aspect_weight", "aspect_tau", "scale_freeze_steps",
                                                               "log_scale_spread"))
 
 

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -68,6 +69,17 @@ def _ensure_ninja_on_path() -> None:
         pass
 
 
+def _is_built(build_directory: str | None) -> bool:
+    """Whether torch's extension cache (or `build_directory`) already holds a built module."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        directory = build_directory or _get_build_directory("sa0_rasterize_cpu", verbose=False)
+    except Exception:  # a private torch helper; without it, assume built (say nothing)
+        return True
+    return any(Path(directory).glob("sa0_rasterize_cpu*.so"))
+
+
 def load_native(build_directory: str | None = None, verbose: bool = False):
     """The compiled extension module, or None when it cannot be built (see native_unavailable_reason)."""
     if _state["tried"] and build_directory is None:
@@ -83,7 +95,9 @@ def load_native(build_directory: str | None = None, verbose: bool = False):
             chatter.setLevel(level)
 
         _ensure_ninja_on_path()
-        log.info("loading the native CPU rasteriser (compiled on first use, ~1 min; cached afterwards)")
+        if not _is_built(build_directory):  # a minute of silence otherwise: say why, on the console
+            print("sa0: compiling the native CPU rasteriser (first use only, ~1 min; cached afterwards)",
+                  file=sys.stderr, flush=True)
         kwargs = {"build_directory": build_directory} if build_directory else {}
         if build_directory:
             os.makedirs(build_directory, exist_ok=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -146,3 +148,59 @@ def train_generator(job: GeneratorJob) -> JobResult:
     tracker.end({"skipped_samples": skipped})
     return JobResult(run_dir, exports, run_id, skipped)
 
+
+
+def prepare_job(job: GeneratorJob) -> GeneratorJob:
+    """Everything a training job can settle before Ray starts, without side effects: the MLflow URI
+    and storage made absolute, the ICT head's name resolved, every phase's data given (the demo
+    builds its own), cross-field checks and (on a local Ray) the machine's resources. ValueError
+    names the key."""
+    from sa0.experiments import OFF, tracking_uri
+    from sa0.heads import ALIASES, ICT_NAME, ict_dir
+    from sa0.train.recipes import local_resources
+
+    train = replace(job.train, mlflow_uri=tracking_uri(job.train.mlflow_uri) or OFF,
+                    storage_path=str(Path(job.train.storage_path).absolute()),
+                    address=job.train.address or os.environ.get("RAY_ADDRESS"))
+    job = replace(job, train=train)
+    if ALIASES.get(job.flame.model_dir or "") == ICT_NAME:
+        job = replace(job, flame=replace(job.flame, model_dir=str(ict_dir())))
+    validate_job(job)
+    if not train.address:
+        check_resources(train, *local_resources(), "this machine")
+    for number, phase in job.phases():
+        if not phase.data.shard_dirs and job.recipe != "demo":  # the demo builds its own
+            raise ValueError(f"phase{number}.data.shard_dirs is empty: pass --phase{number}-shards DIR "
+                             "(make_shards.py output)")
+    return job
+
+
+def run_train_job(job: GeneratorJob) -> int:
+    """prepare_job (again: a library caller may skip the CLI), the demo's inputs, then both phases on
+    Ray; print where the results are. -> exit status."""
+    import ray
+
+    from sa0.console import quiet_ray_init
+    from sa0.train.demo import ensure_demo_inputs
+
+    try:
+        job = prepare_job(job)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if job.recipe == "demo":
+        job = ensure_demo_inputs(job, Path(job.train.cache_dir))
+    quiet_ray_init(job.train.address)  # worker output to Ray's log files; progress and warnings via sa0.console
+    try:
+        result = train_generator(job)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    print(f"\ndone: generator {result.generator}\n      run directory {result.run_dir}")
+    if result.mlflow_run_id:
+        print(f"      MLflow run {result.mlflow_run_id}: mlflow ui --backend-store-uri {job.train.mlflow_uri}")
+    if result.skipped_samples:
+        print(f"      {result.skipped_samples} undecodable samples were skipped (see the worker logs)")
+    return 0

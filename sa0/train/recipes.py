@@ -34,8 +34,9 @@ MAX_K = 4  # METHOD §2: K in 1..4
 class TrainConfig:
     """Job-wide settings. batch_size in the phases is per worker. zero_stage: DeepSpeed ZeRO 0-2.
     storage_path/run_name: where checkpoints, exports and job state live (runs/<run_name>/...); the
-    same run_name resumes, a new one starts fresh. mlflow_uri: None = MLflow's default
-    (sqlite:///mlflow.db); "off" disables tracking. check_resources: refuse to start when the
+    same run_name resumes, a new one starts fresh. mlflow_uri: None = $MLFLOW_TRACKING_URI, else
+    sqlite:///mlflow.db in the current directory; "off" disables tracking. address: the Ray cluster
+    (None: $RAY_ADDRESS, else a local Ray). cache_dir: where the demo recipe builds its head and shards. check_resources: refuse to start when the
     cluster has fewer CPUs/GPUs than the workers need (turn off for autoscaling clusters)."""
 
     num_workers: int = 2
@@ -48,6 +49,8 @@ class TrainConfig:
     run_name: str = "sa0-generator"
     storage_path: str = "runs"
     mlflow_uri: str | None = None
+    address: str | None = None
+    cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "sa0")
     max_failures: int = 2
     check_resources: bool = True
     seed: int = 1234
@@ -70,7 +73,8 @@ class TrainConfig:
 @dataclass(frozen=True, kw_only=True)
 class PhaseConfig:
     """One training phase: its length, per-worker batch, optimiser and schedule, loss weights, data.
-    bf16: autocast the generator to bf16 on GPU (ignored on CPU, which trains in fp32)."""
+    bf16: autocast the generator to bf16 on GPU (ignored on CPU, which trains in fp32). The data
+    stream's total_steps (temperature anneal, stream window) is always `steps` (set here)."""
 
     steps: int
     batch_size: int
@@ -82,6 +86,8 @@ class PhaseConfig:
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"phase steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        if self.data.total_steps != self.steps:  # one owner: the stream's length (anneal, window) is the phase's
+            object.__setattr__(self, "data", replace(self.data, total_steps=self.steps))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +110,7 @@ def _phase(number: int, steps: int, batch: int, image: int, shard_dirs=(), examp
     return PhaseConfig(
         steps=steps, batch_size=batch, optim=optim, bf16=number == 2,
         loss=LossConfig(phase=number, lpips=lpips),
-        data=DataConfig(shard_dirs=tuple(shard_dirs), examples_per_clip=examples_per_clip, total_steps=steps,
+        data=DataConfig(shard_dirs=tuple(shard_dirs), examples_per_clip=examples_per_clip,
                         example=ExampleConfig(phase=number, image_size=image, sampler=SamplerConfig(max_sources=MAX_K))),
     )
 

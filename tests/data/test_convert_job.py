@@ -111,3 +111,18 @@ def test_make_shards_convert_cli(tmp_path):
     check = subprocess.run([sys.executable, "jobs/make_shards.py", "validate", str(tmp_path / "out")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
+
+
+def test_an_empty_split_beside_converted_ones_is_a_note_not_a_problem(ray_session, tmp_path):
+    """LAM's monocular VHAP exports carry a transforms_val.json with no frames (measured on the real one)."""
+    from tests.conftest import shared_data
+
+    src = shared_data("real", "vhap_export_lam")
+    report = convert_dataset(_cfg([src], tmp_path / "out"), progress=False)
+    assert report["problems"] == [] and report["clips"] == 2
+    assert len(report["notes"]) == 1 and "transforms_val.json: no frames" in report["notes"][0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "transforms_train.json").write_text('{"frames": []}')
+    report = convert_dataset(_cfg([empty], tmp_path / "out2"), progress=False)
+    assert report["clips"] == 0 and "no frames" in report["problems"][0]["problem"], "all empty stays a problem"

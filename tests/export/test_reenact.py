@@ -44,4 +44,4 @@ def test_reenact_cli_writes_a_moving_video(setup, synthetic_dir, tmp_path):
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 30  # it moves
     wrong = subprocess.run(job[:-2] + ["--uv-resolution", "16", "--out", str(tmp_path / "x.mp4")],
                            capture_output=True, text=True)
-    assert wrong.returncode == 2 and "different UV layout" in wrong.stderr
+    assert wrong.returncode == 2 and "made at UV resolution 24" in wrong.stderr

@@ -53,7 +53,7 @@ def test_tiny_sweep_finishes_and_prints_overrides(tmp_path, shards, synthetic_di
         _stop_leftovers(marker)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best trial: score" in done.stdout
-    assert "--set aspect_weight=" in done.stdout and "--set scale_freeze_steps=" in done.stdout
+    assert "--set refine.aspect_weight=" in done.stdout and "--set refine.scale_freeze_steps=" in done.stdout
 
 
 def test_killed_sweep_resumes(tmp_path, shards, synthetic_dir):

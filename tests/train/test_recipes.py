@@ -79,7 +79,10 @@ def test_job_cli_rejects_bad_config_before_starting_ray(args, message, capsys, t
 def test_job_cli_prints_the_resolved_config(capsys, tmp_path):
     import json
 
-    assert _job_main()(["--print-config", "--run-name", "x", "--storage", str(tmp_path), "--set", "phase1.steps=7"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        _job_main()(["--print-config", "--run-name", "x", "--storage", str(tmp_path), "--set", "phase1.steps=7"])
+    assert exit_info.value.code == 0
     config = json.loads(capsys.readouterr().out)
     assert config["phase1"]["steps"] == 7 and config["train"]["run_name"] == "x"
+    assert config["phase1"]["data"]["total_steps"] == 7, "the phase's data stream must follow its steps"
     assert config["train"]["storage_path"] == str(tmp_path) and config["train"]["mlflow_uri"].startswith("sqlite:///")

@@ -27,7 +27,13 @@ from pathlib import Path
 
 from sa0.data.convert import STREAMING
 from sa0.data.schema import ClipError
-from sa0.data.shards import MANIFEST, ShardError, ShardWriter, build_manifest, read_manifest
+from sa0.data.shards import (
+    MANIFEST,
+    ShardError,
+    ShardWriter,
+    build_manifest,
+    read_manifest,
+)
 from sa0.faults import maybe_crash
 from sa0.fsutil import write_json_atomic
 
@@ -46,9 +52,9 @@ class ConvertConfig:
     dataset / domain: names in the clip keys (None: the format's default / the dataset);
     strict: any problem is fatal; units_per_task: clips per Ray task; retries: per task."""
 
-    format: str
-    sources: tuple[str, ...]
-    out: str
+    format: str = "vhap"
+    sources: tuple[str, ...] = ()
+    out: str = ""
     dataset: str | None = None
     domain: str | None = None
     strict: bool = False
@@ -60,8 +66,6 @@ class ConvertConfig:
     def __post_init__(self):
         if self.format not in STREAMING:
             raise ValueError(f"ConvertConfig.format must be one of {sorted(STREAMING)}, got {self.format!r}")
-        if not self.sources:
-            raise ValueError("ConvertConfig.sources is empty")
         if self.units_per_task < 1 or self.max_shard_bytes < 1 or self.retries < 0:
             raise ValueError("ConvertConfig.units_per_task and max_shard_bytes must be >= 1, retries >= 0")
 
@@ -86,12 +90,14 @@ class TaskResult:
     clips_skipped: int = 0
 
 
-def plan_tasks(cfg: ConvertConfig) -> tuple[list[Task], list[dict]]:
-    """The tasks of a conversion, in manifest order, and the sources that could not be listed."""
-    module, tasks, problems = STREAMING[cfg.format], [], []
+def plan_tasks(cfg: ConvertConfig) -> tuple[list[Task], list[dict], list[str]]:
+    """The tasks of a conversion, in manifest order, the sources that could not be listed, and notes
+    (parts of a source left out on purpose, e.g. an empty split beside converted ones)."""
+    module, tasks, problems, notes = STREAMING[cfg.format], [], [], []
     for src in sorted(str(Path(s).absolute()) for s in cfg.sources):
         try:
             units = module.units(src)
+            notes += module.notes(src) if hasattr(module, "notes") else []
         except (ClipError, OSError, ValueError) as exc:
             problems.append({"source": src, "unit": None, "problem": str(exc)})
             continue
@@ -99,7 +105,7 @@ def plan_tasks(cfg: ConvertConfig) -> tuple[list[Task], list[dict]]:
             group = tuple(units[i: i + cfg.units_per_task])
             digest = hashlib.sha1(f"{src}\n{chr(10).join(group)}".encode()).hexdigest()[:12]
             tasks.append(Task(f"{Path(src).name[:40]}-{digest}", src, group))
-    return tasks, problems
+    return tasks, problems, notes
 
 
 def convert_task(task: Task, cfg: ConvertConfig) -> TaskResult:
@@ -186,14 +192,14 @@ class _Committer:
         conversion = {"format": self.cfg.format, "settings": self.cfg.kwargs(), "tasks": {e["id"]: e for e in tasks}}
         return build_manifest(shards, self.cfg.image_format, conversion=conversion)
 
-    def report(self, failed: list[dict]) -> dict:
+    def report(self, failed: list[dict], notes: list[str] = ()) -> dict:
         entries = list(self.done.values())
         problems = self.listing_problems + [p for e in entries for p in e["problems"]] + failed
         manifest = self.manifest()
         report = {"format": self.cfg.format, "out": str(self.out), "clips": manifest["clips"],
                   "frames": manifest["frames"], "shards": len(manifest["shards"]),
                   "clips_skipped": sum(e["clips_skipped"] for e in entries) + len(self.listing_problems) + len(failed),
-                  "problems": problems}
+                  "problems": problems, "notes": list(notes)}
         write_json_atomic(self.out / REPORT, report)
         return report
 
@@ -203,9 +209,11 @@ def convert_dataset(cfg: ConvertConfig, address: str | None = None, progress: bo
     Starts a local Ray (or connects to `address`) unless Ray is already initialised."""
     import ray
 
+    if not cfg.sources or not cfg.out:
+        raise ConversionError("a conversion needs sources (--src DIR ...) and an output directory (--out DIR)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    tasks, listing = plan_tasks(cfg)
+    tasks, listing, notes = plan_tasks(cfg)
     if cfg.strict and listing:
         raise ConversionError(f"{listing[0]['source']}: {listing[0]['problem']}")
     done, shards = _load_previous(out, cfg)
@@ -226,7 +234,7 @@ def convert_dataset(cfg: ConvertConfig, address: str | None = None, progress: bo
         shutil.rmtree(out / STAGING, ignore_errors=True)
         if started:
             ray.shutdown()
-    return {**committer.report(failed), "tasks_run": len(todo), "tasks_reused": len(tasks) - len(todo)}
+    return {**committer.report(failed, notes), "tasks_run": len(todo), "tasks_reused": len(tasks) - len(todo)}
 
 
 def _run(ray, cfg, todo, committer, failed, progress, reused) -> None:

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sa0.data.convert.common import FLIP_YZ, box_from_matte, pinhole, read_matte, read_rgb, skip_from, view_matrix
+from sa0.data.convert.common import (
+    FLIP_YZ,
+    box_from_matte,
+    pinhole,
+    read_matte,
+    read_rgb,
+    skip_from,
+    view_matrix,
+)
 from sa0.data.schema import ClipError, ClipMeta, ClipSource, Timestep, materialise
 
 NPZ_FIELDS = {"shape": "shape", "expr": "expression", "rotation": "global_rot", "neck_pose": "neck",
@@ -32,9 +40,27 @@ def _split_files(src: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def _has_frames(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("frames"))
+    except (ValueError, OSError, AttributeError):
+        return True  # unreadable: let the conversion name the problem
+
+
 def units(src) -> list[str]:
-    """The clips of one VHAP export: its split names (one clip each), in key order."""
-    return sorted(split for split, _ in _split_files(Path(src)))
+    """The clips of one VHAP export: its split names (one clip each), in key order; a split file
+    with no frames is left out when another split has some (see `notes`)."""
+    files = _split_files(Path(src))
+    full = [split for split, path in files if _has_frames(path)]
+    return sorted(full or [split for split, _ in files])
+
+
+def notes(src) -> list[str]:
+    """What `units` left out and why (LAM's monocular exports carry an empty transforms_val.json)."""
+    files = _split_files(Path(src))
+    full = {split for split, path in files if _has_frames(path)}
+    return [f"{path}: no frames; split '{split}' skipped ({', '.join(sorted(full))} converted)"
+            for split, path in files if full and split not in full]
 
 
 def convert_vhap(src, dataset: str = "nersemble", subject: str | None = None, domain: str | None = None):
