@@ -150,7 +150,7 @@ def bench_throughput(flame_dir: str, steps: int) -> dict:
             got = refine_batch(names, [f"{tmp}/shards"], f"{tmp}/out{k}", flame, layout,
                                RefineConfig(steps=steps, log_every=10**9, eval_every=0, images=0), **options)
             wall = time.perf_counter() - t0
-            assert all(r["status"] == "done" for r in got), got
+            assert all(r.status == "done" for r in got), got
             loop_s = max(json.loads((Path(f"{tmp}/out{k}") / n / "metrics.json").read_text())["seconds"]
                          for n in names)  # the refinement loops alone (no start-up, evaluation, writing)
             rows.append({"case": name, "subjects": count, "wall_s": wall, "subjects_per_hour": 3600 * count / wall,

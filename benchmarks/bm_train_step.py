@@ -2,7 +2,7 @@
 
     python benchmarks/bm_train_step.py [--json] [--steps 40] [--rounds 2]
 
-Runs the real phase-1 loop (sa0.train.job.fit_phase: TorchTrainer, DeepSpeed inside each worker,
+Runs the real phase-1 loop (sa0.train.on_ray.fit_phase: TorchTrainer, DeepSpeed inside each worker,
 Ray Data streaming synthetic mono shards) with the tiny demo model (RANDOMLY INITIALISED encoder)
 for both ZeRO stages, alternating stages over `rounds` so machine noise hits both alike. Rank 0's
 logged intervals (read back from MLflow) give per stage: samples/s (median over the intervals, the
@@ -26,7 +26,7 @@ from sa0.data.synthetic import DOMAINS, synthetic_clips
 from sa0.experiments import Tracker
 from sa0.flame.synthetic import write_synthetic_flame
 from sa0.head import load_head_model
-from sa0.train.job import fit_phase
+from sa0.train.on_ray import fit_phase
 from sa0.train.loop import PhaseRun
 from sa0.train.recipes import recipe
 

@@ -55,8 +55,10 @@ SYNTHETIC = JobSpec(
            SHARD_MB))
 CONVERT = JobSpec(
     doc="Convert tracker outputs into shards (Ray tasks; a rerun continues).", recipes={"default": ConvertJob},
-    shared={"out": "convert.out", "address": "address"}, required=("convert.sources", "convert.out"),
-    flags=(Flag(("--format",), "convert.format", "tracker output format", choices=tuple(sorted(FORMATS))),
+    shared={"out": "convert.out", "address": "address",
+            "format": Use("convert.format", help=f"tracker output format: {', '.join(sorted(FORMATS))}")},
+    required=("convert.sources", "convert.out"),
+    flags=(
            Flag(("--src",), "convert.sources", "tracker output directories", nargs="+", path=True, metavar="DIR"),
            Flag(("--dataset",), "convert.dataset", "dataset name in clip keys (default per format)"),
            dataclasses.replace(DOMAIN, key="convert.domain"),

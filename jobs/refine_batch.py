@@ -13,7 +13,8 @@ complete are skipped, so a rerun does no work, and an interrupted subject resume
 checkpoint (OUT/.checkpoints). Shows steps done over all subjects with an ETA; each subject's MLflow
 run gets live curves. --web also writes OUT/<subject>/web/, a browser viewer of the avatar playing
 its own motion (jobs/export_web.py; added to complete subjects too), logged to MLflow as the
-artifact folder web/. Prints a table; exits 1 if any subject failed, 2 on bad input.
+artifact folder web/. --export glb,spz also writes OUT/<subject>/avatar.glb and avatar.spz (the
+reference frame; jobs/export.py), logged to MLflow too. Prints a table; exits 1 if any subject failed, 2 on bad input.
 """
 
 import sys
@@ -31,6 +32,8 @@ SPEC = JobSpec(
         Flag(("--generator",), "generator", "exported generator (runs/<run>/generator_phase2) to start from",
              path=True),
         Flag(("--web",), "web", "also write each subject's browser viewer (OUT/<subject>/web)", switch=True),
+        Flag(("--export",), "export", "formats of the reference frame beside each avatar, e.g. glb,spz",
+             metavar="FORMATS"),
         Flag(("--subjects-per-task",), "subjects_per_task", "subjects refined together in one task"),
         Flag(("--cpus-per-subject",), "cpus_per_subject", "CPUs (and torch threads) per subject"),
         Flag(("--max-in-flight",), "max_in_flight", "tasks at a time (default: as many as fit)"),

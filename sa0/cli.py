@@ -65,6 +65,7 @@ SHARED: dict[str, Flag] = {
                           help="UV texel grid side (default: what the inputs were made at; a contradicting one is "
                                "refused)"),
     "steps": Flag(("--steps",), help="optimisation steps per subject"),
+    "format": Flag(("--format",), help="file format"),
 }
 
 

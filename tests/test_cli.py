@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.py"))
 # the least each job needs for --print-config (required inputs)
 MINIMAL = {"refine_batch": ["--subjects", "a"], "tune_antispike": ["--subjects", "a"],
-           "export_web": ["--avatar", "x.npz"], "reenact": ["--avatar", "x.npz"]}
+           "export_web": ["--avatar", "x.npz"], "reenact": ["--avatar", "x.npz"], "export": ["--avatar", "x.npz"]}
 
 
 def _job(name: str):
@@ -159,3 +159,15 @@ def test_the_readme_command_table_names_only_real_flags():
 class _Toy:
     path: str = ""
     n: int = 0
+
+
+def test_the_readme_own_video_block_uses_the_paths_the_jobs_write():
+    from sa0.refine.job import RefineJob
+
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("### Your own video in, an avatar out"):].split("```")[1]
+    track, refine, web = [line.split("#")[0].split() for line in block.strip().splitlines()[1:4]]
+    assert track[:4] == ["python", "jobs/track.py", "--video", "me.mp4"] and "--out" not in track
+    shards = refine[refine.index("--shards") + 1]
+    assert shards == "data/me", "track.py writes data/<video name> by default"
+    assert web[web.index("--avatar") + 1] == f"{RefineJob().out}/me/avatar.npz"

@@ -133,3 +133,63 @@ def run_reenact_job(job: PlayJob) -> int:
     write_video(frames, job.out, job.fps)
     print(f"wrote {job.out}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}")
     return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportJob:
+    """jobs/export.py: the avatar posed at one frame of a motion (or every frame: sequence) as a
+    standard splat file. format: glb | spz | ply. frame: None = the avatar's reference frame (its
+    own motion), else frame 0. out: "" = beside the avatar (avatar.<format>, or sequence_<format>/).
+    fps: the sequence's timing (sequence.json)."""
+
+    avatar: str = ""
+    driver: str | None = None
+    shards: tuple[str, ...] = ()
+    out: str = ""
+    head: str | None = None
+    format: str = "glb"
+    frame: int | None = None
+    sequence: bool = False
+    fps: float = 25.0
+    uv_resolution: int | None = None
+
+    def __post_init__(self):
+        from sa0.export.splats import FORMATS
+
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.fps <= 0 or (self.frame is not None and self.sequence):
+            raise ValueError(f"fps must be > 0 and frame cannot go with sequence (got fps {self.fps}, frame "
+                             f"{self.frame}, sequence {self.sequence})")
+
+
+def _export_out(job: ExportJob) -> Path:
+    if job.out:
+        return Path(job.out)
+    where = Path(job.avatar).parent
+    return where / (f"sequence_{job.format}" if job.sequence else f"avatar.{job.format}")
+
+
+def run_export_job(job: ExportJob) -> int:
+    """Write the frame (or the sequence); print what was written. -> exit status."""
+    from sa0.export.splats import posed_gaussians, write_sequence, write_splats
+
+    out = _export_out(job)
+    try:
+        with _opened(job) as (package, head, clip):
+            if job.sequence:
+                written = write_sequence(package, head, clip, out, job.format, job.fps)
+                size = sum(p.stat().st_size for p in written.iterdir())
+                what = f"{clip.num_timesteps} frames"
+            else:
+                own = clip.meta.subject == package.meta.get("subject")
+                frame = job.frame if job.frame is not None else (package.meta.get("reference_frame", 0) if own else 0)
+                (gaussians,) = posed_gaussians(package, head, clip, [frame])
+                written = write_splats(gaussians, out, job.format)
+                size, what = written.stat().st_size, f"frame {frame}"
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}: {len(package.face_idx)} Gaussians, {what} of {clip.meta.subject}'s motion, "
+          f"{size / 2**20:.2f} MiB ({job.format})")
+    return 0

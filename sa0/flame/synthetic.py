@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sa0.flame.synthetic_fields import _bump, _smoothstep, blendshapes, pose_correctives
 from sa0.flame.synthetic_landmarks import (
     CHIN_DIR,
     EYE_DIR,
@@ -103,19 +104,6 @@ def _lat_long_sphere(rings: int, columns: int) -> _Sphere:
     return _Sphere(dirs, theta, phi, ring, np.array(faces), np.array(vt), np.array(ft))
 
 
-def _smoothstep(e0, e1, x):
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
-
-
-def _bump(dirs, center, width):
-    """A smooth bump on the unit sphere of directions, 1 at `center`, falling off over `width`."""
-    d2 = ((dirs - _unit(center)) ** 2).sum(-1)
-    return np.exp(-d2 / (2 * width**2))
-
-
-
-
 def _head_positions(s: _Sphere, axes: np.ndarray) -> np.ndarray:
     """Cranium + face features + neck, from unit directions."""
     u = s.dirs
@@ -171,21 +159,35 @@ def _head_weights(s: _Sphere) -> np.ndarray:
     return w
 
 
-def _random_smooth_field(rng, dirs, normals, num_bumps, width_range, centers=None):
-    """A smooth displacement field: a few random bumps, each along a random mix of normal/tangent."""
-    field = np.zeros_like(dirs)
-    for _ in range(num_bumps):
-        center = _unit(rng.normal(size=3)) if centers is None else centers(rng)
-        width = rng.uniform(*width_range)
-        direction = rng.normal(size=3) * 0.5
-        weight = _bump(dirs, center, width)[:, None]
-        field += weight * (normals * rng.choice([-1.0, 1.0]) + direction)
-    scale = np.abs(field).max()
-    return field / max(scale, 1e-12)
+def _skinning(head: _Sphere, num_head: int, num_eye: int, num_verts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 5) skinning weights and (5, V) joint regressor: rows average the vertices that define each
+    joint (the neck's bottom ring, a neck ring, the jaw hinges, each eyeball)."""
+    weights = np.zeros((num_verts, 5))
+    weights[:num_head] = _head_weights(head)
+    weights[num_head : num_head + num_eye, 3] = 1.0
+    weights[num_head + num_eye :, 4] = 1.0
+    j_reg = np.zeros((5, num_verts))
+    bottom_ring = np.where(head.ring == HEAD_RINGS - 1)[0]
+    neck_ring = np.where(head.ring == int(round(HEAD_RINGS * 140 / 180)))[0]
+    hinge = [int(np.argmin(((head.dirs - _dir(100, side * 90)) ** 2).sum(-1))) for side in (1, -1)]
+    for row, idx in ((0, bottom_ring), (1, neck_ring), (2, np.array(hinge))):
+        j_reg[row, idx] = 1.0 / len(idx)
+    j_reg[3, num_head : num_head + num_eye] = 1.0 / num_eye
+    j_reg[4, num_head + num_eye :] = 1.0 / num_eye
+    return weights, j_reg
 
 
-def _face_center(rng) -> np.ndarray:
-    return _dir(rng.uniform(70, 125), rng.uniform(-60, 60))
+def _eyes(head: _Sphere, eye: _Sphere, axes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Eyeballs: the unit sphere with its pole axis turned from +y to +z (looking forward), and the
+    centres of the two sockets (left eye, +x, first, as FLAME's joint order)."""
+    to_front = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # rotation about x by +90 deg
+    centers = []
+    for side in (1.0, -1.0):
+        d = _dir(EYE_DIR[0], side * EYE_DIR[1])
+        socket = _Sphere(d[None], np.radians([EYE_DIR[0]]), np.radians([side * EYE_DIR[1]]), np.array([0]),
+                         head.faces, head.vt, head.ft)
+        centers.append(_head_positions(socket, axes)[0] - 0.004 * d)
+    return eye.dirs @ to_front.T, centers
 
 
 def build_synthetic_head(seed: int = 0) -> dict:
@@ -197,18 +199,7 @@ def build_synthetic_head(seed: int = 0) -> dict:
     head_pos = _head_positions(head, axes)
     num_head = len(head_pos)
 
-    # Eyeballs: pole axis rotated from +y to +z (looking forward), placed in the sockets.
-    to_front = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # rotation about x by +90 deg
-    eye_unit = eye.dirs @ to_front.T
-    eye_centers = []
-    for side in (1.0, -1.0):  # left eye (+x) first, as FLAME's joint order
-        d = _dir(EYE_DIR[0], side * EYE_DIR[1])
-        surface = _head_positions(
-            _Sphere(d[None], np.radians([EYE_DIR[0]]), np.radians([side * EYE_DIR[1]]),
-                    np.array([0]), head.faces, head.vt, head.ft),
-            axes,
-        )[0]
-        eye_centers.append(surface - 0.004 * d)
+    eye_unit, eye_centers = _eyes(head, eye, axes)
     eye_pos = [c + EYE_RADIUS * eye_unit for c in eye_centers]
     verts = np.concatenate([head_pos] + eye_pos)
     num_eye = len(eye_unit)
@@ -222,78 +213,16 @@ def build_synthetic_head(seed: int = 0) -> dict:
     n_vt_head, n_vt_eye = len(vt_head), len(eye.vt)
     ft = np.concatenate([head.ft, eye.ft + n_vt_head, eye.ft + n_vt_head + n_vt_eye])
 
-    weights = np.zeros((len(verts), 5))
-    weights[:num_head] = _head_weights(head)
-    weights[num_head : num_head + num_eye, 3] = 1.0
-    weights[num_head + num_eye :, 4] = 1.0
-
-    # Joint regressor: rows average the vertices that define each joint.
-    j_reg = np.zeros((5, len(verts)))
-    bottom_ring = np.where(head.ring == HEAD_RINGS - 1)[0]
-    neck_ring = np.where(head.ring == int(round(HEAD_RINGS * 140 / 180)))[0]
-    hinge = [
-        int(np.argmin(((head.dirs - _dir(100, side * 90)) ** 2).sum(-1))) for side in (1, -1)
-    ]
-    for row, idx in ((0, bottom_ring), (1, neck_ring), (2, np.array(hinge))):
-        j_reg[row, idx] = 1.0 / len(idx)
-    j_reg[3, num_head : num_head + num_eye] = 1.0 / num_eye
-    j_reg[4, num_head + num_eye :] = 1.0 / num_eye
+    weights, j_reg = _skinning(head, num_head, num_eye, len(verts))
 
     normals = _vertex_normals(verts, faces)
-    shapedirs = np.zeros((len(verts), 3, NUM_SHAPE + NUM_EXPRESSION))
-    centered = head_pos - head_pos.mean(0)
-    face_region = np.clip(head.dirs[:, 2], 0, None) * (1 - _smoothstep(120, 140, np.degrees(head.theta)))
-    lower = _smoothstep(100, 125, np.degrees(head.theta)) * (1 - _smoothstep(135, 150, np.degrees(head.theta)))
-    hn = normals[:num_head]
-    shape_fields = [
-        centered * [0.10, 0, 0],
-        centered * [0, 0.07, 0],
-        centered * [0, 0, 0.07],
-        0.008 * _bump(head.dirs, _dir(*NOSE_DIR), 0.12)[:, None] * hn,
-        centered * [0.12, 0, 0] * lower[:, None],
-        0.008 * _bump(head.dirs, _dir(*CHIN_DIR), 0.15)[:, None] * np.array([0, -0.5, 1.0]),
-    ]
-    for k in range(len(shape_fields), NUM_SHAPE):
-        amp = 0.005 / (1 + k / 8)
-        shape_fields.append(amp * _random_smooth_field(rng, head.dirs, hn, 3, (0.3, 0.9)))
-    side = np.sign(head.dirs[:, 0])[:, None]
-    mouth_corners = _bump(head.dirs, _dir(MOUTH_THETA, 25), 0.12) + _bump(head.dirs, _dir(MOUTH_THETA, -25), 0.12)
-    lips = _bump(head.dirs, _dir(MOUTH_THETA, 0), 0.12)
-    brows = _bump(head.dirs, _dir(74, 22), 0.12) + _bump(head.dirs, _dir(74, -22), 0.12)
-    inner_brows = _bump(head.dirs, _dir(76, 10), 0.08) + _bump(head.dirs, _dir(76, -10), 0.08)
-    cheeks = _bump(head.dirs, _dir(100, 35), 0.15) + _bump(head.dirs, _dir(100, -35), 0.15)
-    under_eyes = _bump(head.dirs, _dir(90, 21), 0.07) + _bump(head.dirs, _dir(90, -21), 0.07)
-    upper_lip = _bump(head.dirs, _dir(MOUTH_THETA - 3, 0), 0.07)
-    lower_lip = _bump(head.dirs, _dir(MOUTH_THETA + 4, 0), 0.07)
-    expr_fields = [
-        mouth_corners[:, None] * [0, 0.006, -0.003],  # smile
-        mouth_corners[:, None] * side * [0.005, 0, 0],  # mouth stretch
-        brows[:, None] * [0, 0.005, 0],  # brow raise
-        inner_brows[:, None] * (-side * [0.003, 0, 0] + [0, -0.002, 0]),  # furrow
-        lips[:, None] * [0, 0, 0.006] - mouth_corners[:, None] * side * [0.003, 0, 0],  # pucker
-        cheeks[:, None] * 0.006 * hn,  # puff
-        upper_lip[:, None] * [0, 0.004, 0.001],
-        lower_lip[:, None] * [0, -0.004, 0.001],
-        under_eyes[:, None] * [0, 0.003, 0.001],  # squint
-    ]
-    for k in range(len(expr_fields), NUM_EXPRESSION):
-        amp = 0.004 / (1 + k / 6)
-        field = _random_smooth_field(rng, head.dirs, hn, 2, (0.08, 0.25), centers=_face_center)
-        expr_fields.append(amp * field * face_region[:, None])
-    for k, field in enumerate(shape_fields + expr_fields):
-        shapedirs[:num_head, :, k] = field
+    shapedirs = blendshapes(rng, head, head_pos, normals[:num_head], len(verts), NUM_SHAPE, NUM_EXPRESSION)
     # Eyeballs follow the displacement at their centre rigidly (shape), and ignore expressions.
     for e, center in enumerate(eye_centers):
         nearest = int(np.argmin(((head_pos - center) ** 2).sum(-1)))
         sl = slice(num_head + e * num_eye, num_head + (e + 1) * num_eye)
         shapedirs[sl, :, :NUM_SHAPE] = shapedirs[nearest, :, :NUM_SHAPE][None]
-
-    posedirs = np.zeros((len(verts), 3, 36))
-    neck_region = _bump(head.dirs, _dir(130, 0), 0.5)[:, None]
-    jaw_region = (_bump(head.dirs, _dir(110, 40), 0.2) + _bump(head.dirs, _dir(110, -40), 0.2))[:, None]
-    for c in range(9):
-        posedirs[:num_head, :, c] = 0.004 * neck_region * _unit(rng.normal(size=3))
-        posedirs[:num_head, :, 9 + c] = 0.006 * jaw_region * hn * rng.uniform(-1, 1)
+    posedirs = pose_correctives(rng, head, normals[:num_head], len(verts))
 
     kintree = np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64)
     colors, mouth_faces = _albedo(head, eye, num_head, faces)

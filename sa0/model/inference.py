@@ -41,7 +41,7 @@ def load_trained_generator(path: str | os.PathLike, head: HeadModel) -> TrainedG
     trained = meta.get("layout", {}).get("uv_resolution")
     if trained != head.layout.resolution:
         raise ValueError(f"generator {path} was trained with layout.uv_resolution={trained}, but this head's layout "
-                         f"has {head.layout.resolution}; use --uv-resolution {trained}")
+                         f"has {head.layout.resolution}: build the head at UV resolution {trained}")
     model_cfg = dict(meta["model"])
     model_cfg["unet_channels"] = tuple(model_cfg["unet_channels"])
     model = Generator(from_dict(ModelConfig, {**model_cfg, "encoder_weights": None}), head)

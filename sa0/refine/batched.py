@@ -32,7 +32,6 @@ from sa0.head import HeadModel
 from sa0.losses import aspect_penalty, clamp_log_scales, max_aspect_ratio, ssim_per_image
 from sa0.refine.adam import RowAdam
 from sa0.refine.reference import choose_reference_frame, neutral_init
-from sa0.refine.unseen import guard_unseen, novel_masks, prior_loss, silhouette_loss, smooth_loss
 from sa0.refine.refine import (
     ATTRIBUTES,
     RefineConfig,
@@ -43,6 +42,7 @@ from sa0.refine.refine import (
     novel_view_max_ar,
     target_of,
 )
+from sa0.refine.unseen import guard_unseen, novel_masks, prior_loss, silhouette_loss, smooth_loss
 from sa0.render.api import render
 from sa0.types import Cameras, LocalGaussians, RenderOut
 
@@ -168,13 +168,9 @@ def _resume(state: _State, blob: dict) -> None:
     state.last_log = (state.step, 0.0)
 
 
-def refine_subjects(head: HeadModel, subjects: list[Subject], cfg: RefineConfig, generator=None,
-                    observer: Observer | None = None, checkpoint_dir=None,
-                    checkpoint_every: int = 1000) -> list[RefineResult | str]:
-    """Refine every subject in one loop; -> one RefineResult per subject, or the str reason it failed.
-    generator: a sa0.model.inference.TrainedGenerator to start from (else flat discs)."""
-    observer = observer or Observer()
-    ckpt = _Checkpoints(checkpoint_dir, checkpoint_every, cfg, head.num_gaussians)
+def _begin(head: HeadModel, subjects: list[Subject], cfg: RefineConfig, generator, ckpt) -> tuple:
+    """-> (states, stacked parameters, RowAdam): each subject from its checkpoint or its start; the
+    held-out figures before any step."""
     states, inits, resumed = [], [], []
     for subject in subjects:
         blob = ckpt.load(subject)
@@ -191,18 +187,59 @@ def refine_subjects(head: HeadModel, subjects: list[Subject], cfg: RefineConfig,
             adam.load_row(i, blob["adam"])
     for i, state in enumerate(states):
         if state.step == 0 and state.subject.test is not None:
-            local = LocalGaussians(**{n: params[n][i].detach() for n in ATTRIBUTES})
-            state.metrics["initial"] = evaluate(head, local, state.subject.test, cfg.render)
+            state.metrics["initial"] = evaluate(head, _row(params, i), state.subject.test, cfg.render)
+    return states, params, adam
+
+
+def _row(params: dict, i: int) -> LocalGaussians:
+    return LocalGaussians(**{n: params[n][i].detach() for n in ATTRIBUTES})
+
+
+def _log(state: _State, observer: Observer, values: list[float], out) -> bool:
+    """A log step's record (observer.log); False when the loss is no longer finite (state.error)."""
+    loss, l1_value, ssim_value = values
+    if not math.isfinite(loss):
+        state.error = f"loss became {loss} by step {state.step}"
+        return False
+    done, since = state.step - state.last_log[0], state.elapsed - state.last_log[1]
+    record = {"step": state.step, "loss": loss, "l1": l1_value, "ssim": ssim_value, "max_ar": max_aspect_ratio(out),
+              "steps_per_s": done / since if since > 0 else 0.0}
+    state.last_log = (state.step, state.elapsed)
+    state.history.append(record)
+    observer.log(state.subject.name, record)
+    return True
+
+
+def _report(head: HeadModel, state: _State, params: dict, i: int, cfg: RefineConfig, observer: Observer,
+            image_steps: set[int]) -> None:
+    """After a step: held-out figures every eval_every steps, the render | truth snapshots, progress."""
+    local = None
+    if state.subject.test is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+        local = _row(params, i)
+        observer.heldout(state.subject.name, state.step,
+                         evaluate(head, local, state.subject.test, cfg.render, limit=cfg.eval_frames))
+    if state.step - 1 in image_steps:
+        observer.image(state.subject.name, state.step, _side_by_side(head, local or _row(params, i), state, cfg))
+    observer.progress(state.subject.name, state.step)
+
+
+def refine_subjects(head: HeadModel, subjects: list[Subject], cfg: RefineConfig, generator=None,
+                    observer: Observer | None = None, checkpoint_dir=None,
+                    checkpoint_every: int = 1000) -> list[RefineResult | str]:
+    """Refine every subject in one loop; -> one RefineResult per subject, or the str reason it failed.
+    generator: a sa0.model.inference.TrainedGenerator to start from (else flat discs)."""
+    observer = observer or Observer()
+    ckpt = _Checkpoints(checkpoint_dir, checkpoint_every, cfg, head.num_gaussians)
+    states, params, adam = _begin(head, subjects, cfg, generator, ckpt)
     results: dict[str, object] = {}
     active = list(states)  # a checkpoint is never written at the last step, so every state has steps left
     image_steps = {max(0, round(k * cfg.steps / cfg.images) - 1) for k in range(1, cfg.images + 1)}
     while active:
         t0 = time.perf_counter()
         losses, parts = _losses(head, active, params, cfg)
-        total = sum(losses)
         for p in params.values():
             p.grad = None
-        total.backward()
+        sum(losses).backward()
         lrs, update = _schedules(active, cfg)
         adam.step(lrs, update)
         _clamp(active, params, cfg)
@@ -214,29 +251,11 @@ def refine_subjects(head: HeadModel, subjects: list[Subject], cfg: RefineConfig,
                              ).tolist() if any(logs) else None
         for i, state in enumerate(active):
             state.elapsed += dt
-            if logs[i]:
-                loss, l1_value, ssim_value = values[i]
-                if not math.isfinite(loss):
-                    state.error = f"loss became {loss} by step {state.step}"
-                    finished.append(i)
-                    continue
-                done, since = state.step - state.last_log[0], state.elapsed - state.last_log[1]
-                record = {"step": state.step, "loss": loss, "l1": l1_value, "ssim": ssim_value,
-                          "max_ar": max_aspect_ratio(parts[i]["out"]),
-                          "steps_per_s": done / since if since > 0 else 0.0}
-                state.last_log = (state.step, state.elapsed)
-                state.history.append(record)
-                observer.log(state.subject.name, record)
+            if logs[i] and not _log(state, observer, values[i], parts[i]["out"]):
+                finished.append(i)
+                continue
             state.step += 1
-            local = None
-            if state.subject.test is not None and cfg.eval_every and (state.step % cfg.eval_every == 0):
-                local = LocalGaussians(**{n: params[n][i].detach() for n in ATTRIBUTES})
-                observer.heldout(state.subject.name, state.step,
-                                 evaluate(head, local, state.subject.test, cfg.render, limit=cfg.eval_frames))
-            if state.step - 1 in image_steps:
-                local = local or LocalGaussians(**{n: params[n][i].detach() for n in ATTRIBUTES})
-                observer.image(state.subject.name, state.step, _side_by_side(head, local, state, cfg))
-            observer.progress(state.subject.name, state.step)
+            _report(head, state, params, i, cfg, observer, image_steps)
             ckpt.save(state, params, adam, i)
             if state.step >= cfg.steps:
                 finished.append(i)

@@ -26,9 +26,9 @@ from tqdm import tqdm
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.experiments import RunLogger, Tracker
 from sa0.refine.batched import Observer
-from sa0.refine.outputs import has_site, is_complete
+from sa0.refine.outputs import export_files, has_site, is_complete, lacks_extras
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import run_subjects, skipped_row, status_row
+from sa0.refine.subjects import SubjectRow, run_subjects, skipped_row
 
 log = logging.getLogger(__name__)
 GPU_SUBJECTS_PER_TASK = 8
@@ -109,16 +109,17 @@ class _TaskObserver(Observer):
 
 def refine_task(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                 refine: RefineConfig, generator_dir: str | None, counter, run_ids: dict,
-                tracking_uri: str | None, web: bool = False) -> list[dict]:
+                tracking_uri: str | None, web: bool = False, export: tuple[str, ...] = ()) -> list[SubjectRow]:
     """One task: torch threads = the CPUs Ray gave it, then the batch."""
     import ray
 
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     observer = _TaskObserver(counter, run_ids, tracking_uri)
-    rows = run_subjects(subjects, shard_dirs, out_dir, flame, layout, refine, generator_dir, observer, web=web)
+    rows = run_subjects(subjects, shard_dirs, out_dir, flame, layout, refine, generator_dir, observer, web=web,
+                        export=export)
     for row in rows:  # done or skipped: all its steps count; a failed one's steps stay undone (no full bar)
-        if row["status"] != "failed":
-            counter.report.remote(row["subject"], refine.steps)
+        if not row.failed:
+            counter.report.remote(row.subject, refine.steps)
     return rows
 
 
@@ -134,14 +135,14 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                  refine: RefineConfig, max_in_flight: int | None = None, max_retries: int = 2,
                  tracker: Tracker | None = None, generator_dir: str | None = None,
                  subjects_per_task: int | None = None, cpus_per_subject: int | None = None,
-                 web: bool = False) -> list[dict]:
+                 web: bool = False, export: tuple[str, ...] = ()) -> list[SubjectRow]:
     import ray
 
     if not ray.is_initialized():
         ray.init()
     out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in subjects if not is_complete(out_dir / s) or (web and not has_site(out_dir / s))]
+    todo = [s for s in subjects if not is_complete(out_dir / s) or lacks_extras(out_dir / s, web, export)]
     rows = {s: skipped_row(s, out_dir) for s in subjects if s not in todo}
     placement = place(len(todo), *_cluster(), subjects_per_task, cpus_per_subject)
     resources = {"num_cpus": placement.num_cpus, **({"num_gpus": placement.num_gpus} if placement.num_gpus else {})}
@@ -164,7 +165,7 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
             while queue and len(pending) < in_flight:
                 group = queue.pop(0)
                 ref = task.remote(group, [str(d) for d in shard_dirs], str(out_dir), flame, layout, refine,
-                                  generator_dir, counter, {s: run_ids[s] for s in group}, uri, web)
+                                  generator_dir, counter, {s: run_ids[s] for s in group}, uri, web, export)
                 pending[ref] = group
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
@@ -172,24 +173,26 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                 try:
                     got = ray.get(ref)
                 except Exception as exc:  # crashed more often than retried, or raised
-                    got = [status_row(s, reason=f"task failed: {type(exc).__name__}: {exc}"[:300]) for s in group]
+                    got = [SubjectRow(s, reason=f"task failed: {type(exc).__name__}: {exc}"[:300]) for s in group]
                 for row in got:
-                    rows[row["subject"]] = row
+                    rows[row.subject] = row
                     finished += 1
-                    _record(tracker, run_ids.get(row["subject"]), row, out_dir)
-                failed = sum(r["status"] == "failed" for r in rows.values())
+                    _record(tracker, run_ids.get(row.subject), row, out_dir, export)
+                failed = sum(r.failed for r in rows.values())
                 bar.set_postfix_str(f"subjects {finished}/{len(todo)} finished" + (f", {failed} failed" if failed else ""))
             bar.n = min(bar.total, ray.get(counter.total.remote()))
             bar.refresh()
     return [rows[s] for s in subjects]
 
 
-def _record(tracker: Tracker | None, run_id: str | None, row: dict, out_dir: Path) -> None:
+def _record(tracker: Tracker | None, run_id: str | None, row: SubjectRow, out_dir: Path,
+            export: tuple[str, ...] = ()) -> None:
     if tracker is None:
         return
-    subject_dir = out_dir / row["subject"]
-    artifacts = [str(subject_dir / n) for n in ("metrics.json", "preview.mp4")] if row["status"] == "done" else []
-    folders = {"web": str(subject_dir / "web")} if row["status"] != "failed" and has_site(subject_dir) else {}
-    tracker.finish_subject(run_id, {"sa0.status": row["status"], "sa0.reason": row["reason"]},
-                           {k: row[k] for k in ("psnr", "ssim", "max_ar", "steps", "seconds") if row[k] is not None},
+    subject_dir = out_dir / row.subject
+    files = [subject_dir / n for n in ("metrics.json", "preview.mp4")] if row.status == "done" else []
+    files += [p for p in export_files(subject_dir, export) if not row.failed and p.is_file()]
+    artifacts = [str(p) for p in files]
+    folders = {"web": str(subject_dir / "web")} if not row.failed and has_site(subject_dir) else {}
+    tracker.finish_subject(run_id, {"sa0.status": row.status, "sa0.reason": row.reason}, row.figures(),
                            artifacts, folders)

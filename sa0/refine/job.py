@@ -41,7 +41,8 @@ class RefineJob:
     directory under ./data. uv_resolution: None = the generator's, else REFINE_UV_RESOLUTION.
     generator: an exported generator to start each avatar from (None: flat discs coloured from the
     reference frame). subjects_per_task / cpus_per_subject / max_in_flight: None = fill the
-    machine. web: also write each subject's browser viewer. mlflow_uri: None = MLflow's default,
+    machine. web: also write each subject's browser viewer. export: formats of the reference frame
+    written beside each avatar (glb, spz, ply) and logged to MLflow. mlflow_uri: None = MLflow's default,
     "off" = no tracking. address: None = $RAY_ADDRESS, else a local Ray."""
 
     subjects: str = ""
@@ -54,11 +55,17 @@ class RefineJob:
     cpus_per_subject: int | None = None
     max_in_flight: int | None = None
     web: bool = False
+    export: tuple[str, ...] = ()
     address: str | None = None
     mlflow_uri: str | None = None
     refine: RefineConfig = field(default_factory=RefineConfig)
 
     def __post_init__(self):
+        from sa0.export.splats import FORMATS
+
+        unknown = [f for f in self.export if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"export: {', '.join(unknown)} is not a format; choose from {', '.join(FORMATS)}")
         for name in ("subjects_per_task", "cpus_per_subject", "max_in_flight", "uv_resolution"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -170,8 +177,8 @@ def run_refine_job(job: RefineJob) -> int:
                 rows = refine_batch(plan.subjects, plan.shard_dirs, job.out, plan.flame, plan.layout, job.refine,
                                     max_in_flight=job.max_in_flight, tracker=tracker, generator_dir=plan.generator,
                                     subjects_per_task=job.subjects_per_task, cpus_per_subject=job.cpus_per_subject,
-                                    web=job.web)
-                failed = sum(r["status"] == "failed" for r in rows)
+                                    web=job.web, export=job.export)
+                failed = sum(r.failed for r in rows)
                 tracker.end({"failed": failed}, failed=failed > 0)
             finally:
                 ray.shutdown()

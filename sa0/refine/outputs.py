@@ -5,6 +5,7 @@
                  metrics.json    held-out PSNR/SSIM (LPIPS: unavailable offline), maxAR, steps, seconds
                  preview.mp4     held-out (or training) frames: ground truth | render
                  web/            with --web: the browser viewer playing its own motion (sa0.export.web)
+                 avatar.glb, avatar.spz   with --export glb,spz: the reference frame in those formats
 
 Everything is written into a temporary sibling directory that is renamed into place at the end,
 so a subject directory either does not exist or is complete; `is_complete` checks that.
@@ -42,6 +43,33 @@ def has_site(subject_dir) -> bool:
     return (Path(subject_dir) / "web" / "avatar.json").is_file()
 
 
+def export_files(subject_dir, export: tuple[str, ...]) -> list[Path]:
+    """OUT/<subject>/avatar.<format> for each format asked for (refine_batch.py --export glb,spz)."""
+    return [Path(subject_dir) / f"avatar.{fmt}" for fmt in export]
+
+
+def lacks_extras(subject_dir, web: bool = False, export: tuple[str, ...] = ()) -> bool:
+    """Whether a subject directory lacks a viewer or an export that was asked for."""
+    return (web and not has_site(subject_dir)) or any(not p.is_file() for p in export_files(subject_dir, export))
+
+
+def add_extras(subject_dir, head: HeadModel, motion: Clip, web: bool = False, export: tuple[str, ...] = ()) -> None:
+    """Add to a complete subject directory what it lacks: its viewer (playing `motion`), its exports
+    (the reference frame, as avatar.npz records it, in each format)."""
+    from sa0.export.package import load_package
+    from sa0.export.splats import posed_gaussians, write_splats
+
+    subject_dir = Path(subject_dir)
+    if web and not has_site(subject_dir):
+        write_site(subject_dir, head, motion)
+    missing = [p for p in export_files(subject_dir, export) if not p.is_file()]
+    if missing:
+        package = load_package(subject_dir / "avatar.npz")
+        (gaussians,) = posed_gaussians(package, head, motion, [package.meta.get("reference_frame", 0)])
+        for path in missing:
+            write_splats(gaussians, path)
+
+
 def write_site(subject_dir, head: HeadModel, clip: Clip) -> Path:
     """SUBJECT/web/: the viewer of SUBJECT/avatar.npz playing `clip`'s motion from its camera 0."""
     from sa0.export.package import load_package
@@ -66,10 +94,13 @@ def _preview(head: HeadModel, result: RefineResult, clip: Clip, path: Path, fps:
 
 def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, test: Clip | None,
                           result: RefineResult, extra_metrics: dict | None = None, web: Clip | None = None,
-                          origin: dict | None = None) -> Path:
+                          origin: dict | None = None, export: tuple[str, ...] = ()) -> Path:
     """Write OUT/<subject>/ atomically; returns its path. web: the clip whose motion web/ plays (None:
     no viewer). origin: where the avatar came from (e.g. "shards", "generator"), recorded in the
-    package so later jobs need not be told again."""
+    package so later jobs need not be told again. export: formats of the reference frame besides
+    the PLY (avatar.glb, avatar.spz; sa0.export.splats)."""
+    from sa0.export.splats import write_splats
+
     final = Path(out_dir) / subject
     staging = Path(out_dir) / f".{subject}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -80,7 +111,10 @@ def write_subject_outputs(out_dir, subject: str, head: HeadModel, train: Clip, t
                       "head": head_name(head.model_dir), **(origin or {})})
         with torch.no_grad():
             verts = _posed(head, train)[ref]
-            export_ply(bind(result.local, verts, head.faces, head.layout), staging / "avatar.ply")
+            gaussians = bind(result.local, verts, head.faces, head.layout)
+        export_ply(gaussians, staging / "avatar.ply")
+        for path in export_files(staging, export):
+            write_splats(gaussians, path)
         _preview(head, result, test if test is not None else train, staging / "preview.mp4")
         metrics = {**result.metrics, **(extra_metrics or {}), "subject": subject,
                    "lpips_note": "unavailable: LPIPS backbone weights cannot be loaded offline"}

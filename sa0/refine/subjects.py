@@ -17,7 +17,7 @@ from sa0.faults import maybe_crash
 from sa0.head import HeadModel, load_head_model
 from sa0.model.inference import load_trained_generator
 from sa0.refine.batched import Observer, Subject, refine_subjects
-from sa0.refine.outputs import has_site, is_complete, write_site, write_subject_outputs
+from sa0.refine.outputs import add_extras, is_complete, lacks_extras, write_subject_outputs
 from sa0.refine.refine import RefineConfig
 
 
@@ -134,18 +134,38 @@ def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, 
     return slice_timesteps(base, slice(0, cut)), slice_timesteps(base, slice(cut, None))
 
 
-def status_row(subject: str, **values) -> dict:
-    """A row of the batch table; failed with no figures unless `values` say otherwise."""
-    return {"subject": subject, "status": "failed", "psnr": None, "ssim": None, "max_ar": None, "steps": 0,
-            "seconds": 0.0, "reason": "", **values}
+@dataclasses.dataclass(frozen=True)
+class SubjectRow:
+    """One subject's outcome in a batch (a row of the job's table and of its MLflow run): status done |
+    skipped (complete output existed) | failed (reason says why), final held-out figures, steps run,
+    seconds, and the torch threads its task used."""
+
+    subject: str
+    status: str = "failed"
+    psnr: float | None = None
+    ssim: float | None = None
+    max_ar: float | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    threads: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def figures(self) -> dict[str, float]:
+        """The numeric results that are known (for MLflow)."""
+        return {k: getattr(self, k) for k in ("psnr", "ssim", "max_ar", "steps", "seconds")
+                if getattr(self, k) is not None}
 
 
-def skipped_row(subject: str, out_dir) -> dict:
-    """The status row of a subject whose complete output exists (from its metrics.json)."""
+def skipped_row(subject: str, out_dir) -> SubjectRow:
+    """The row of a subject whose complete output exists (from its metrics.json)."""
     metrics = json.loads((Path(out_dir) / subject / "metrics.json").read_text())
-    return status_row(subject, status="skipped", psnr=metrics.get("final", {}).get("psnr"),
-                ssim=metrics.get("final", {}).get("ssim"), max_ar=metrics.get("max_ar"),
-                steps=metrics.get("steps", 0), reason="complete output exists")
+    final = metrics.get("final", {})
+    return SubjectRow(subject, "skipped", final.get("psnr"), final.get("ssim"), metrics.get("max_ar"),
+                      metrics.get("steps", 0), reason="complete output exists")
 
 
 def checkpoint_dir(out_dir) -> Path:
@@ -155,16 +175,16 @@ def checkpoint_dir(out_dir) -> Path:
 
 def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
                  refine: RefineConfig, generator_dir: str | None = None, observer: Observer | None = None,
-                 checkpoint_every: int = 1000, web: bool = False) -> list[dict]:
+                 checkpoint_every: int = 1000, web: bool = False, export: tuple[str, ...] = ()) -> list[SubjectRow]:
     """Refine the subjects in one batched loop (sa0.refine.batched); -> a status row per subject.
 
     A subject whose complete output exists is skipped; one whose data is bad, or whose loss turns
     non-finite, fails alone with its reason. Each subject resumes from its own checkpoint under
-    OUT/.checkpoints if an earlier attempt left one. generator_dir: an exported generator
-    (jobs/train_generator.py) to start from; None: flat discs. Rows carry the torch thread count.
-    web: also write each subject's browser viewer (OUT/<subject>/web/), added to complete ones too."""
+    OUT/.checkpoints if an earlier attempt left one. generator_dir: an exported generator to start
+    from (None: flat discs). web: also write each subject's viewer (OUT/<subject>/web/); export:
+    formats of the reference frame (avatar.glb, ...); both are added to complete subjects too."""
     start = time.perf_counter()
-    rows: dict[str, dict] = {}
+    rows: dict[str, SubjectRow] = {}
     batch, records, heads, motions = [], None, [], {}
     origin = {"shards": [str(Path(d).absolute()) for d in shard_dirs],
               "generator": str(Path(generator_dir).absolute()) if generator_dir else None}
@@ -176,7 +196,7 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
 
     for subject in subjects:
         done = is_complete(Path(out_dir) / subject)
-        if done and not (web and not has_site(Path(out_dir) / subject)):
+        if done and not lacks_extras(Path(out_dir) / subject, web, export):
             rows[subject] = skipped_row(subject, out_dir)
             continue
         try:
@@ -185,54 +205,51 @@ def run_subjects(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
             clips = load_subject_clips(subject, shard_dirs, records)
             train, test = train_test(clips)
         except (BadInput, ClipError, ShardError) as exc:
-            rows[subject] = status_row(subject, reason=f"bad input: {exc}")
+            rows[subject] = SubjectRow(subject, reason=f"bad input: {exc}")
             continue
         motions[subject] = motion_clip(clips)
-        if done:  # refined earlier without its viewer: add only that
-            write_site(Path(out_dir) / subject, cpu_head(), motions[subject])
+        if done:  # refined earlier without its viewer or exports: add only those
+            add_extras(Path(out_dir) / subject, cpu_head(), motions[subject], web, export)
             rows[subject] = skipped_row(subject, out_dir)
             continue
         batch.append(Subject(subject, train, test))
     if batch:
         head = cpu_head()
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         generator = load_trained_generator(generator_dir, head) if generator_dir else None
-        on_device = head.to(device) if device.type == "cuda" else head
+        on_device = head.to("cuda") if torch.cuda.is_available() else head
         results = refine_subjects(on_device, batch, refine, generator, observer, checkpoint_dir(out_dir),
                                   checkpoint_every)
         for subject, result in zip(batch, results):
             if isinstance(result, str):
-                rows[subject.name] = status_row(subject.name, reason=f"diverged: {result}")
+                rows[subject.name] = SubjectRow(subject.name, reason=f"diverged: {result}")
                 continue
             maybe_crash(subject.name, "before_write")
             write_subject_outputs(out_dir, subject.name, head, subject.train, subject.test, result,
                                   {"torch_threads": torch.get_num_threads(), "batch": len(batch)},
-                                  web=motions[subject.name] if web else None, origin=origin)
+                                  web=motions[subject.name] if web else None, origin=origin, export=export)
             (checkpoint_dir(out_dir) / f"{subject.name}.pt").unlink(missing_ok=True)
             final = result.metrics.get("final", {})
-            rows[subject.name] = status_row(subject.name, status="done", psnr=final.get("psnr"),
-                                            ssim=final.get("ssim"), max_ar=result.metrics["max_ar"],
-                                            steps=refine.steps, seconds=time.perf_counter() - start)
-    for row in rows.values():
-        row["threads"] = torch.get_num_threads()
-    return [rows[s] for s in subjects]
+            rows[subject.name] = SubjectRow(subject.name, "done", final.get("psnr"), final.get("ssim"),
+                                            result.metrics["max_ar"], refine.steps, time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    return [dataclasses.replace(rows[s], threads=threads) for s in subjects]
 
 
 def run_subject(subject: str, shard_dirs, out_dir, flame: FlameConfig, layout: LayoutConfig,
-                refine: RefineConfig, generator_dir: str | None = None) -> dict:
+                refine: RefineConfig, generator_dir: str | None = None) -> SubjectRow:
     """run_subjects for one subject."""
     return run_subjects([subject], shard_dirs, out_dir, flame, layout, refine, generator_dir)[0]
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[SubjectRow]) -> str:
     head = f"{'subject':<24} {'status':<8} {'PSNR':>7} {'SSIM':>6} {'maxAR':>6} {'steps':>6} {'seconds':>8}  reason"
     lines = [head, "-" * len(head)]
     fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) and v is not None else "-"  # noqa: E731
     for r in rows:
-        lines.append(f"{r['subject']:<24} {r['status']:<8} {fmt(r['psnr'], '7.2f'):>7} {fmt(r['ssim'], '6.3f'):>6} "
-                     f"{fmt(r['max_ar'], '6.1f'):>6} {r['steps']:>6} {fmt(r['seconds'], '8.1f'):>8}  {r['reason']}")
+        lines.append(f"{r.subject:<24} {r.status:<8} {fmt(r.psnr, '7.2f'):>7} {fmt(r.ssim, '6.3f'):>6} "
+                     f"{fmt(r.max_ar, '6.1f'):>6} {r.steps:>6} {fmt(r.seconds, '8.1f'):>8}  {r.reason}")
     return "\n".join(lines)
 
 
 __all__ = ["BadInput", "format_table", "load_subject_clips", "recorded_head", "run_subject", "run_subjects", "skipped_row",
-           "slice_timesteps", "status_row", "train_test"]
+           "slice_timesteps", "SubjectRow", "train_test"]

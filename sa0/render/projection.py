@@ -37,6 +37,25 @@ class Projected:
         return (self.radii > 0).all(-1)
 
 
+@torch.no_grad()
+def _radii(xx, yy, means2d, z, in_depth, opacities, width: int, height: int) -> torch.Tensor:
+    """(.., N, 2) int32 pixel half-extents of each Gaussian's footprint; 0 where it is culled (outside
+    the depth range, below the alpha threshold everywhere, off screen or degenerate)."""
+    if opacities is None:
+        extent = torch.full_like(z, MAX_EXTENT)
+        visible = torch.ones_like(in_depth)
+    else:
+        o = opacities.detach().expand(z.shape)
+        visible = o >= ALPHA_THRESHOLD
+        extent = torch.sqrt(2.0 * torch.log(o.clamp_min(ALPHA_THRESHOLD) / ALPHA_THRESHOLD)).clamp(max=MAX_EXTENT)
+    rx = torch.ceil(extent * xx.detach().clamp_min(0).sqrt())
+    ry = torch.ceil(extent * yy.detach().clamp_min(0).sqrt())
+    mx, my = means2d.detach().unbind(-1)
+    on_screen = (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
+    keep = in_depth & visible & on_screen & (rx > 0) & (ry > 0)
+    return (torch.stack((rx, ry), -1) * keep[..., None]).to(torch.int32)
+
+
 def project(
     means: torch.Tensor,
     quats: torch.Tensor,
@@ -77,21 +96,7 @@ def project(
     conics = torch.stack((yy / det, -xy / det, xx / det), -1)
     means2d = torch.stack((fx * x / z_safe + cx, fy * y / z_safe + cy), -1)
 
-    with torch.no_grad():
-        if opacities is None:
-            extent = torch.full_like(z, MAX_EXTENT)
-            visible = torch.ones_like(in_depth)
-        else:
-            o = opacities.detach().expand(z.shape)
-            visible = o >= ALPHA_THRESHOLD
-            extent = torch.sqrt(2.0 * torch.log(o.clamp_min(ALPHA_THRESHOLD) / ALPHA_THRESHOLD)).clamp(max=MAX_EXTENT)
-        rx = torch.ceil(extent * xx.detach().clamp_min(0).sqrt())
-        ry = torch.ceil(extent * yy.detach().clamp_min(0).sqrt())
-        mx, my = means2d.detach().unbind(-1)
-        on_screen = (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
-        keep = in_depth & visible & on_screen & (rx > 0) & (ry > 0)
-        radii = torch.stack((rx, ry), -1) * keep[..., None]
-        radii = radii.to(torch.int32)
+    radii = _radii(xx, yy, means2d, z, in_depth, opacities, width, height)
     return Projected(
         means2d=means2d,
         cov2d=torch.stack((xx, xy, yy), -1),

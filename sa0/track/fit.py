@@ -86,95 +86,105 @@ def _cauchy(r2: torch.Tensor, scale: float) -> torch.Tensor:
     return scale**2 * torch.log1p(r2 / scale**2)
 
 
+class _LandmarkProblem:
+    """The fit's data (observed landmarks, seen mask, image geometry), its unknowns (shared shape,
+    per-frame expression, jaw, eyes, rotation, translation, and the log focal) and its loss."""
+
+    def __init__(self, layer: LandmarkLayer, observed: np.ndarray, sizes: np.ndarray, cfg: FitConfig,
+                 device: torch.device):
+        self.layer, self.cfg, self.device, dtype = layer.moved(device), cfg, device, torch.float32
+        obs = torch.as_tensor(observed, dtype=dtype, device=device)
+        self.seen = torch.isfinite(obs).all(-1)
+        if not self.seen.any(1).all():
+            raise ValueError("fit_landmarks: a frame has no landmark")
+        self.obs = torch.where(self.seen[..., None], obs, torch.zeros_like(obs))
+        self.t_count = obs.shape[0]
+        hw = torch.as_tensor(sizes, dtype=dtype, device=device)
+        self.longer, self.centre = hw.max(1).values, torch.stack((hw[:, 1], hw[:, 0]), 1) / 2
+        seen = self.seen[..., None]
+        big = torch.where(seen, self.obs, torch.full_like(self.obs, -1e9)).amax(1)
+        small = torch.where(seen, self.obs, torch.full_like(self.obs, 1e9)).amin(1)
+        self.face_px = (big - small).norm(dim=-1)  # (T,) observed landmark box diagonal
+        self.units = FACE_UNITS / self.face_px
+        t, zeros = self.t_count, self.zeros
+        self.shape = zeros(1, min(cfg.num_shape, layer.num_shape)).requires_grad_()
+        self.expr = zeros(t, min(cfg.num_expression, layer.num_expression)).requires_grad_()
+        self.jaw, self.rot, self.eyes = zeros(t, 3).requires_grad_(), zeros(t, 3), zeros(t, 6).requires_grad_()
+        self.log_f0 = float(np.log(cfg.focal or cfg.focal_init))
+        self.log_f = torch.tensor(self.log_f0, dtype=dtype, device=device)
+        self.trans = self.initial_translation().requires_grad_()
+        self.rot.requires_grad_()
+        self.log_f.requires_grad_(cfg.focal is None)
+
+    def zeros(self, *shape) -> torch.Tensor:
+        return torch.zeros(*shape, dtype=torch.float32, device=self.device)
+
+    def params(self, translation: torch.Tensor) -> FlameParams:
+        t, layer = self.t_count, self.layer
+        pad = lambda x, n: torch.cat((x, self.zeros(x.shape[0], n - x.shape[1])), 1)  # noqa: E731
+        return FlameParams(pad(self.shape.expand(t, -1), layer.num_shape), pad(self.expr, layer.num_expression),
+                           self.rot, self.zeros(t, 3), self.jaw, self.eyes, translation)
+
+    @torch.no_grad()
+    def initial_translation(self) -> torch.Tensor:
+        """Depth from the spread of the neutral landmarks against the observed spread, then x, y."""
+        rest = self.layer(self.params(self.zeros(self.t_count, 3)))
+        spread3 = (rest[..., :2] - rest[..., :2].mean(1, keepdim=True)).norm(dim=-1).mean(1)
+        seen, obs = self.seen, self.obs
+        mean2 = (obs * seen[..., None]).sum(1) / seen.sum(1, keepdim=True)
+        spread2 = ((obs - mean2[:, None]).norm(dim=-1) * seen).sum(1) / seen.sum(1)
+        focal = torch.exp(self.log_f) * self.longer
+        depth = focal * spread3 / spread2
+        xy = (mean2 - self.centre) * depth[:, None] / focal[:, None]
+        return torch.stack((xy[:, 0], -xy[:, 1], -depth), 1) - rest.mean(1)
+
+    def total(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the loss: robust landmark term + priors + temporal smoothness, fitted pixels (T, L, 2))."""
+        cfg, t = self.cfg, self.t_count
+        pix = project(self.layer(self.params(self.trans)), torch.exp(self.log_f) * self.longer, self.centre)
+        r2 = ((pix - self.obs) * self.units[:, None, None]).pow(2).sum(-1)
+        loss = (_cauchy(r2, cfg.robust) * self.seen).sum(1).mean()
+        loss = loss + cfg.w_shape * self.shape.pow(2).sum() + cfg.w_expression * self.expr.pow(2).sum(1).mean()
+        loss = loss + cfg.w_jaw * (self.jaw[:, 1:].pow(2).sum(1) + 0.1 * self.jaw[:, 0].pow(2)).mean()
+        loss = loss + cfg.w_eyes * self.eyes.pow(2).sum(1).mean()
+        loss = loss + cfg.w_focal * (self.log_f - self.log_f0).pow(2)
+        if cfg.video and t > 1:
+            per_frame = torch.cat((self.expr, self.jaw, self.eyes, self.rot, self.trans * 10), 1)
+            loss = loss + cfg.w_smooth * (per_frame[1:] - per_frame[:-1]).pow(2).sum() / (t - 1)
+        return loss, pix
+
+    def stages(self) -> list[tuple[int, list[torch.Tensor]]]:
+        """Rigid first (rotation, translation, focal), then everything."""
+        focal = [self.log_f] if self.cfg.focal is None else []
+        return [(self.cfg.rigid_steps, [self.rot, self.trans] + focal),
+                (self.cfg.steps, [self.shape, self.expr, self.jaw, self.eyes, self.rot, self.trans] + focal)]
+
+
 def fit_landmarks(layer: LandmarkLayer, observed: np.ndarray, sizes: np.ndarray, cfg: FitConfig,
                   device: str | torch.device = "cpu", progress=None) -> FitResult:
     """observed: (T, L, 2) pixels in the layer's landmark order (NaN: not seen); sizes: (T, 2) as (H, W);
     progress: called with 1 after each Adam step (a progress bar's update)."""
-    device = torch.device(device)
-    dtype = torch.float32
-    layer = layer.moved(device)
-    obs = torch.as_tensor(observed, dtype=dtype, device=device)
-    seen = torch.isfinite(obs).all(-1)
-    if not seen.any(1).all():
-        raise ValueError("fit_landmarks: a frame has no landmark")
-    obs = torch.where(seen[..., None], obs, torch.zeros_like(obs))
-    t_count = obs.shape[0]
-    hw = torch.as_tensor(sizes, dtype=dtype, device=device)
-    longer = hw.max(1).values
-    centre = torch.stack((hw[:, 1], hw[:, 0]), 1) / 2
-    big = torch.where(seen[..., None], obs, torch.full_like(obs, -1e9)).amax(1)
-    small = torch.where(seen[..., None], obs, torch.full_like(obs, 1e9)).amin(1)
-    face_px = (big - small).norm(dim=-1)  # (T,) observed landmark box diagonal
-    units = FACE_UNITS / face_px
-
-    zeros = lambda *shape: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
-    num_s, num_e = min(cfg.num_shape, layer.num_shape), min(cfg.num_expression, layer.num_expression)
-    shape_p = zeros(1, num_s).requires_grad_()
-    expr_p = zeros(t_count, num_e).requires_grad_()
-    jaw_p, rot_p, eyes_p = zeros(t_count, 3).requires_grad_(), zeros(t_count, 3), zeros(t_count, 6).requires_grad_()
-    log_f = torch.tensor(float(np.log(cfg.focal or cfg.focal_init)), dtype=dtype, device=device)
-
-    def params(translation, rot) -> FlameParams:
-        pad = lambda x, n: torch.cat((x, zeros(x.shape[0], n - x.shape[1])), 1)  # noqa: E731
-        return FlameParams(pad(shape_p.expand(t_count, -1), layer.num_shape), pad(expr_p, layer.num_expression),
-                           rot, zeros(t_count, 3), jaw_p, eyes_p, translation)
-
-    # Depth from the spread of the neutral landmarks against the observed spread, then x, y.
-    with torch.no_grad():
-        rest = layer(params(zeros(t_count, 3), rot_p))
-        spread3 = (rest[..., :2] - rest[..., :2].mean(1, keepdim=True)).norm(dim=-1).mean(1)
-        mean2 = (obs * seen[..., None]).sum(1) / seen.sum(1, keepdim=True)
-        spread2 = ((obs - mean2[:, None]).norm(dim=-1) * seen).sum(1) / seen.sum(1)
-        depth = torch.exp(log_f) * longer * spread3 / spread2
-        xy = (mean2 - centre) * depth[:, None] / (torch.exp(log_f) * longer[:, None])
-        cam = torch.stack((xy[:, 0], xy[:, 1], depth), 1)
-        translation = torch.stack((cam[:, 0], -cam[:, 1], -cam[:, 2]), 1) - rest.mean(1)
-    trans_p = translation.clone().requires_grad_()
-    rot_p.requires_grad_()
-    log_f.requires_grad_(cfg.focal is None)
-
-    def landmark_term():
-        pts = layer(params(trans_p, rot_p))
-        pix = project(pts, torch.exp(log_f) * longer, centre)
-        r2 = ((pix - obs) * units[:, None, None]).pow(2).sum(-1)
-        return (_cauchy(r2, cfg.robust) * seen).sum(1), pix
-
-    def smooth(x):
-        return (x[1:] - x[:-1]).pow(2).sum() if cfg.video and t_count > 1 else x.new_zeros(())
-
-    def total():
-        lmk, pix = landmark_term()
-        loss = lmk.mean()
-        loss = loss + cfg.w_shape * shape_p.pow(2).sum() + cfg.w_expression * expr_p.pow(2).sum(1).mean()
-        loss = loss + cfg.w_jaw * (jaw_p[:, 1:].pow(2).sum(1) + 0.1 * jaw_p[:, 0].pow(2)).mean()
-        loss = loss + cfg.w_eyes * eyes_p.pow(2).sum(1).mean()
-        loss = loss + cfg.w_focal * (log_f - float(np.log(cfg.focal or cfg.focal_init))).pow(2)
-        per_frame = torch.cat((expr_p, jaw_p, eyes_p, rot_p, trans_p * 10), 1)
-        loss = loss + cfg.w_smooth * smooth(per_frame) / max(t_count - 1, 1)
-        return loss, pix
-
-    stages = ((cfg.rigid_steps, [rot_p, trans_p] + ([log_f] if cfg.focal is None else [])),
-              (cfg.steps, [shape_p, expr_p, jaw_p, eyes_p, rot_p, trans_p] + ([log_f] if cfg.focal is None else [])))
-    for steps, group in stages:
+    problem = _LandmarkProblem(layer, observed, sizes, cfg, torch.device(device))
+    for steps, group in problem.stages():
         if steps == 0:
             continue
-        opt = torch.optim.Adam([{"params": [p], "lr": cfg.lr * (0.25 if p is trans_p else 1.0)} for p in group])
+        opt = torch.optim.Adam([{"params": [p], "lr": cfg.lr * (0.25 if p is problem.trans else 1.0)} for p in group])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr * 0.02)
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
-            loss, _ = total()
-            loss.backward()
+            problem.total()[0].backward()
             opt.step()
             sched.step()
             if progress is not None:
                 progress(1)
     with torch.no_grad():
-        loss, pix = total()
-        err = ((pix - obs).pow(2).sum(-1) * seen).sum(1) / seen.sum(1)
-        out = params(trans_p, rot_p)
+        loss, pix = problem.total()
+        seen = problem.seen
+        err = ((pix - problem.obs).pow(2).sum(-1) * seen).sum(1) / seen.sum(1)
+        out = problem.params(problem.trans)
     cpu = FlameParams(*(getattr(out, f.name).detach().float().cpu() for f in fields(out)))
-    return FitResult(cpu, float(torch.exp(log_f.detach())), pix.cpu().numpy(), err.sqrt().cpu().numpy(),
-                     face_px.cpu().numpy(), float(loss))
+    return FitResult(cpu, float(torch.exp(problem.log_f.detach())), pix.cpu().numpy(), err.sqrt().cpu().numpy(),
+                     problem.face_px.cpu().numpy(), float(loss))
 
 
 def camera_from_pose(layer: LandmarkLayer, params: FlameParams) -> tuple[np.ndarray, FlameParams]:

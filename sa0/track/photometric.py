@@ -101,105 +101,122 @@ def loss_regions(boxes: np.ndarray, size: int, grow: float | None) -> np.ndarray
     return out
 
 
-def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParams, Ks: np.ndarray,
-                       images: np.ndarray, mattes: np.ndarray, regions: np.ndarray, observed: np.ndarray,
-                       cfg: PhotoConfig, device: str | torch.device = "cpu", progress=None,
-                       has_matte: np.ndarray | None = None) -> tuple[FlameParams, dict]:
-    """params: landmark-fit FlameParams (T, ...) under VIEW0; Ks (T, 3, 3) crop intrinsics at
-    images' size (T, S, S, 3) uint8; mattes (T, S, S) uint8; regions (T, S, S) (loss_regions);
-    observed (T, L, 2) crop-pixel landmarks (NaN: unseen); has_matte (T,) bool: frames whose matte
-    is real (default all; the others get no silhouette term). -> polished params (CPU) and
-    {"l1_before", "l1_after"} (the stage's image loss, colour L1 plus weighted silhouette term,
-    over all frames) and "steps"."""
-    device = torch.device(device)
-    head = head if head.faces.device == device else head.to(device)
-    layer = layer.moved(device)
-    t_count, size = images.shape[0], images.shape[1]
-    start = FlameParams(*(getattr(params, f.name).to(device) for f in fields(params)))
-    num_e = min(cfg.num_expression, start.expression.shape[1])
-    delta = {name: torch.zeros(t_count, width, device=device, requires_grad=True)
-             for name, width in (("global_rot", 3), ("translation", 3), ("jaw", 3), ("expression", num_e))}
-    num_s = min(cfg.num_shape, start.shape.shape[1])
-    shape_delta = torch.zeros(1, num_s, device=device, requires_grad=True)
-    local0 = init_local_gaussians(head.flame.v_template, head.faces, head.layout)
-    matte = torch.as_tensor(mattes, device=device)[..., None].float() / 255.0
-    target = torch.as_tensor(images, device=device).float() / 255.0 * matte  # on black, as refinement sees it
-    weight = torch.as_tensor(regions, device=device)[..., None]
-    one_sided = torch.as_tensor(below_chin(np.asarray(observed, np.float32), size), device=device)[..., None, None]
-    w_sil = cfg.w_silhouette * torch.as_tensor(np.ones(t_count, bool) if has_matte is None else has_matte,
-                                               dtype=torch.float32, device=device)
-    colors = (target.sum((0, 1, 2)) / matte.sum((0, 1, 2)).clamp(min=1)).expand(len(local0.colors), 3)
-    colors = torch.logit(colors.clamp(0.02, 0.98)).clone().requires_grad_()
-    view = torch.as_tensor(VIEW0, device=device)
-    Ks_t = torch.as_tensor(Ks, dtype=torch.float32, device=device)
-    obs = torch.as_tensor(observed, dtype=torch.float32, device=device)
-    seen = torch.isfinite(obs).all(-1)
-    obs = torch.where(seen[..., None], obs, torch.zeros_like(obs))
-    black = torch.zeros(3, device=device)
-    render_cfg = RenderConfig()
+@dataclass(frozen=True)
+class PhotoTargets:
+    """What the stage fits to, per used frame, at the stage's size S: Ks (T, 3, 3) crop intrinsics;
+    images (T, S, S, 3) uint8; mattes (T, S, S) uint8; regions (T, S, S) where the loss counts
+    (loss_regions); observed (T, L, 2) crop-pixel landmarks (NaN: unseen); has_matte (T,) bool:
+    frames whose matte is real (the others get no silhouette term)."""
 
-    def posed(idx):
-        p = {f.name: getattr(start, f.name)[idx] for f in fields(start)}
+    Ks: np.ndarray
+    images: np.ndarray
+    mattes: np.ndarray
+    regions: np.ndarray
+    observed: np.ndarray
+    has_matte: np.ndarray
+
+
+class _Problem:
+    """The stage's unknowns (texel colours, a shared shape correction, per-frame pose / jaw /
+    expression corrections) and its losses, on `device`."""
+
+    def __init__(self, head: HeadModel, layer: LandmarkLayer, params: FlameParams, targets: PhotoTargets,
+                 cfg: PhotoConfig, device: torch.device):
+        self.head = head if head.faces.device == device else head.to(device)
+        self.layer, self.device = layer.moved(device), device
+        self.t_count, self.size = targets.images.shape[0], targets.images.shape[1]
+        as_t = lambda a, **kw: torch.as_tensor(a, device=device, **kw)  # noqa: E731
+        self.start = FlameParams(*(getattr(params, f.name).to(device) for f in fields(params)))
+        self.num_e = min(cfg.num_expression, self.start.expression.shape[1])
+        self.num_s = min(cfg.num_shape, self.start.shape.shape[1])
+        self.delta = {name: torch.zeros(self.t_count, width, device=device, requires_grad=True) for name, width in
+                      (("global_rot", 3), ("translation", 3), ("jaw", 3), ("expression", self.num_e))}
+        self.shape_delta = torch.zeros(1, self.num_s, device=device, requires_grad=True)
+        self.local0 = init_local_gaussians(self.head.flame.v_template, self.head.faces, self.head.layout)
+        self.matte = as_t(targets.mattes)[..., None].float() / 255.0
+        self.target = as_t(targets.images).float() / 255.0 * self.matte  # on black, as refinement sees it
+        self.weight = as_t(targets.regions)[..., None]
+        observed = np.asarray(targets.observed, np.float32)
+        self.one_sided = as_t(below_chin(observed, self.size))[..., None, None]
+        self.w_sil = cfg.w_silhouette * as_t(targets.has_matte, dtype=torch.float32)
+        colors = (self.target.sum((0, 1, 2)) / self.matte.sum((0, 1, 2)).clamp(min=1)).expand(len(self.local0.colors), 3)
+        self.colors = torch.logit(colors.clamp(0.02, 0.98)).clone().requires_grad_()
+        self.view, self.Ks = as_t(VIEW0), as_t(targets.Ks, dtype=torch.float32)
+        obs = as_t(observed, dtype=torch.float32)
+        self.seen = torch.isfinite(obs).all(-1)
+        self.obs = torch.where(self.seen[..., None], obs, torch.zeros_like(obs))
+
+    def posed(self, idx) -> FlameParams:
+        p = {f.name: getattr(self.start, f.name)[idx] for f in fields(self.start)}
         for name in ("global_rot", "translation", "jaw"):
-            p[name] = p[name] + delta[name][idx]
-        p["expression"] = torch.cat((p["expression"][:, :num_e] + delta["expression"][idx],
-                                     p["expression"][:, num_e:]), 1)
-        p["shape"] = torch.cat((p["shape"][:, :num_s] + shape_delta, p["shape"][:, num_s:]), 1)
+            p[name] = p[name] + self.delta[name][idx]
+        p["expression"] = torch.cat((p["expression"][:, :self.num_e] + self.delta["expression"][idx],
+                                     p["expression"][:, self.num_e:]), 1)
+        p["shape"] = torch.cat((p["shape"][:, :self.num_s] + self.shape_delta, p["shape"][:, self.num_s:]), 1)
         return FlameParams(**p)
 
-    def frame_loss(idx):
-        p = posed(idx)
+    def frame_loss(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (image loss per frame: colour L1 + weighted silhouette, landmark anchor per frame)."""
+        p, head = self.posed(idx), self.head
         verts = head.flame(p)
-        local = LocalGaussians(local0.positions, local0.rotations, local0.log_scales, torch.sigmoid(colors),
-                               local0.opacity_logits)
-        l1 = []
+        l0 = self.local0
+        local = LocalGaussians(l0.positions, l0.rotations, l0.log_scales, torch.sigmoid(self.colors), l0.opacity_logits)
+        black, l1 = torch.zeros(3, device=self.device), []
         for j, t in enumerate(idx.tolist()):
-            cams = Cameras(view[None], Ks_t[t][None], size, size)
-            out = render(bind(local, verts[j], head.faces, head.layout), cams, black, render_cfg)
-            diff = (out.image[0] - target[t]).abs().sum(-1, keepdim=True) / 3
-            gap = out.alpha[0] - matte[t]
-            sil = torch.where(one_sided[t], gap.clamp(min=0), gap.abs())
-            l1.append(((diff + w_sil[t] * sil) * weight[t]).sum() / weight[t].sum().clamp(min=1))
-        l1 = torch.stack(l1)
-        pix = project(layer(p), Ks_t[idx, 0, 0], Ks_t[idx, :2, 2])  # square crops: fx = fy
-        r2 = (pix - obs[idx]).pow(2).sum(-1)
-        anchor = (_cauchy(r2, 2.0) * seen[idx]).sum(1)
-        return l1, anchor
+            cams = Cameras(self.view[None], self.Ks[t][None], self.size, self.size)
+            out = render(bind(local, verts[j], head.faces, head.layout), cams, black, RenderConfig())
+            diff = (out.image[0] - self.target[t]).abs().sum(-1, keepdim=True) / 3
+            gap = out.alpha[0] - self.matte[t]
+            sil = torch.where(self.one_sided[t], gap.clamp(min=0), gap.abs())
+            l1.append(((diff + self.w_sil[t] * sil) * self.weight[t]).sum() / self.weight[t].sum().clamp(min=1))
+        pix = project(self.layer(p), self.Ks[idx, 0, 0], self.Ks[idx, :2, 2])  # square crops: fx = fy
+        r2 = (pix - self.obs[idx]).pow(2).sum(-1)
+        return torch.stack(l1), (_cauchy(r2, 2.0) * self.seen[idx]).sum(1)
 
-    def image_loss_all() -> float:
+    def image_loss_all(self) -> float:
         with torch.no_grad():
-            return float(torch.cat([frame_loss(torch.arange(i, min(i + 8, t_count), device=device))[0]
-                                    for i in range(0, t_count, 8)]).mean())
+            return float(torch.cat([self.frame_loss(torch.arange(i, min(i + 8, self.t_count), device=self.device))[0]
+                                    for i in range(0, self.t_count, 8)]).mean())
 
-    before = image_loss_all()
+    def optimizer(self, cfg: PhotoConfig) -> torch.optim.Adam:
+        lrs = {"global_rot": cfg.lr_rotation, "jaw": cfg.lr_rotation, "translation": cfg.lr_translation,
+               "expression": cfg.lr_expression}
+        return torch.optim.Adam([{"params": [self.colors], "lr": cfg.lr_colors},
+                                 {"params": [self.shape_delta], "lr": cfg.lr_shape}]
+                                + [{"params": [d], "lr": lrs[name]} for name, d in self.delta.items()])
+
+
+def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParams, targets: PhotoTargets,
+                       cfg: PhotoConfig, device: str | torch.device = "cpu", progress=None) -> tuple[FlameParams, dict]:
+    """params: landmark-fit FlameParams (T, ...) under VIEW0; targets: the frames at the stage's size.
+    -> polished params (CPU) and {"l1_before", "l1_after"} (the stage's image loss, colour L1 plus
+    weighted silhouette term, over all frames) and "steps". progress: called with 1 per step."""
+    problem = _Problem(head, layer, params, targets, cfg, torch.device(device))
+    before = problem.image_loss_all()
     w_landmarks = cfg.w_landmarks if cfg.w_landmarks is not None else landmark_weight(head)
-    lrs = {"global_rot": cfg.lr_rotation, "jaw": cfg.lr_rotation, "translation": cfg.lr_translation,
-           "expression": cfg.lr_expression}
-    opt = torch.optim.Adam([{"params": [colors], "lr": cfg.lr_colors}, {"params": [shape_delta], "lr": cfg.lr_shape}]
-                           + [{"params": [d], "lr": lrs[name]} for name, d in delta.items()])
-    steps = cfg.steps_for(t_count)
+    opt = problem.optimizer(cfg)
+    t_count, steps = problem.t_count, cfg.steps_for(problem.t_count)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
-    order = torch.randperm(t_count, generator=gen)
-    cursor = 0
+    order, cursor = torch.randperm(t_count, generator=gen), 0
+    corrections = (problem.shape_delta, *problem.delta.values())
     for step in range(steps):
         if cursor + cfg.frames_per_step > t_count:
             order, cursor = torch.randperm(t_count, generator=gen), 0
-        idx = order[cursor:cursor + cfg.frames_per_step].to(device)
+        idx = order[cursor:cursor + cfg.frames_per_step].to(problem.device)
         cursor += cfg.frames_per_step
-        for d in (shape_delta, *delta.values()):
+        for d in corrections:  # appearance only for the warm-up
             d.requires_grad_(step >= min(cfg.warmup, steps // 5))
         opt.zero_grad(set_to_none=True)
-        l1, anchor = frame_loss(idx)
-        stay = sum(d[idx].pow(2).sum(1) for d in delta.values()) + shape_delta.pow(2).sum()
-        loss = (l1 + w_landmarks * anchor + cfg.w_stay * stay).mean()
-        loss.backward()
+        l1, anchor = problem.frame_loss(idx)
+        stay = sum(d[idx].pow(2).sum(1) for d in problem.delta.values()) + problem.shape_delta.pow(2).sum()
+        (l1 + w_landmarks * anchor + cfg.w_stay * stay).mean().backward()
         opt.step()
         sched.step()
         if progress is not None:
             progress(1)
-    after = image_loss_all()
+    after = problem.image_loss_all()
     with torch.no_grad():
-        out = posed(torch.arange(t_count, device=device))
+        out = problem.posed(torch.arange(t_count, device=problem.device))
     return FlameParams(*(getattr(out, f.name).detach().float().cpu() for f in fields(out))), \
         {"l1_before": before, "l1_after": after, "steps": steps}

@@ -7,8 +7,9 @@
 
 A phase whose export is complete is skipped, so running the same command again after the driver
 died continues where it stopped (inside a phase, Ray Train restores the latest checkpoint of the
-same-named run); a new run name starts fresh. This is the only module that builds a TorchTrainer
-(ARCHITECTURE: Ray at the edges). Call it after ray.init().
+same-named run); a new run name starts fresh. The TorchTrainer itself is built in sa0.train.on_ray
+(ARCHITECTURE: Ray at the edges; sa0.train.loop.train_local runs a phase without Ray). Call
+train_generator after ray.init().
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 
 from sa0.console import make_console, print_while
 from sa0.train.checkpoint import export_generator, is_exported, verify_checkpoint
-from sa0.train.loop import GENERATOR_FILE, PhaseRun, flatten, train_loop_per_worker
+from sa0.train.loop import GENERATOR_FILE, PhaseRun, flatten
+from sa0.train.on_ray import fit_phase
 from sa0.train.recipes import GeneratorJob, check_resources, validate_job, wants_gpu
 
 log = logging.getLogger(__name__)
@@ -47,38 +49,6 @@ def _tracker(job: GeneratorJob):
     from sa0.experiments import Tracker
 
     return Tracker("sa0-generator", job.train.mlflow_uri, enabled=job.train.mlflow_uri != "off")
-
-
-def fit_phase(run: PhaseRun, run_dir: Path, counter=None, console=None):
-    """One phase on Ray Train; -> Ray's Result (resumes the same-named phase run if it exists).
-    The shards are checked here, before any worker starts; each worker then streams its share."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from sa0.data.pipeline import shard_paths
-
-    shard_paths(run.cfg.data.shard_dirs)
-    train = run.job.train
-    use_gpu = train.use_gpu == "true"
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"run": run, "counter": counter, "console": console},
-        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
-        run_config=RunConfig(name=f"phase{run.phase}", storage_path=str(run_dir),
-                             failure_config=FailureConfig(max_failures=train.max_failures), **_quiet_train()),
-    )
-    return trainer.fit()
-
-
-def _quiet_train() -> dict:
-    """Ray Train's per-report INFO lines ("Reporting training result N: ...") off the console
-    (they stay in Ray's log files), where this Ray has the option."""
-    try:
-        from ray.train import LoggingConfig
-    except ImportError:
-        return {}
-    return {"logging_config": LoggingConfig(log_level="WARNING")}
 
 
 def _export_phase(result, run: PhaseRun, path: Path) -> Path:

@@ -1,14 +1,15 @@
-"""The per-worker training loop of one phase: DeepSpeed engine, schedule, checkpoints, tracking.
+"""The per-rank training loop of one phase: DeepSpeed engine, schedule, checkpoints, tracking.
 
-Runs inside a Ray Train worker (TorchTrainer has set up torch.distributed: gloo on CPU, NCCL on
-GPU; DeepSpeed attaches to that process group). Every `checkpoint_every` steps and at the end of
-the phase every rank saves its DeepSpeed state into a temporary directory and then its completion
-marker (sa0.train.checkpoint), and reports it; Ray merges the ranks' files into one checkpoint and
-commits it. At the phase's last step rank 0 also writes the full generator state (generator.pt),
-which the driver exports. On a restart (a worker died and Ray restarted the group, or the driver
-died and the same run name was launched again) the loop verifies the latest checkpoint, loads it
-and continues from its step and data position; the `segments` it records show which steps each
-attempt trained.
+`train_phase(run, session)` steps, checkpoints and reports through a Session (sa0.train.session):
+`LocalSession` runs it in this process with no Ray (`train_local`: a one-process torch.distributed
+group), RaySession (sa0.train.on_ray) runs it inside a Ray Train worker, where
+TorchTrainer has set up torch.distributed (gloo on CPU, NCCL on GPU; DeepSpeed attaches to it).
+Every `checkpoint_every` steps and at the end of the phase every rank saves its DeepSpeed state into
+a temporary directory and then its completion marker (sa0.train.checkpoint), and reports it; Ray
+merges the ranks' files into one checkpoint and commits it. At the phase's last step rank 0 also
+writes the full generator state (generator.pt), which the driver exports. On a restart the loop
+verifies the latest checkpoint, loads it and continues from its step and data position; the
+`segments` it records show which steps each attempt trained.
 
 Rank 0 keeps metric rows in memory and sends them to MLflow only after the checkpoint covering
 them is committed, so a resumed run never logs a step twice; it also logs an image grid
@@ -32,6 +33,7 @@ from sa0.console import forward_warnings, say
 from sa0.faults import maybe_crash
 from sa0.train.checkpoint import verify_checkpoint, write_rank_marker
 from sa0.train.recipes import GeneratorJob, PhaseConfig
+from sa0.train.session import Session
 
 log = logging.getLogger(__name__)
 GENERATOR_FILE = "generator.pt"
@@ -109,9 +111,9 @@ def _lpips(cfg: PhaseConfig, device):
 class _Logger:
     """Rank 0's metric buffer, console lines and MLflow hand-off."""
 
-    def __init__(self, run: PhaseRun, start_step: int, counter=None, console=None):
+    def __init__(self, run: PhaseRun, start_step: int, skipped=None, console=None):
         self.run, self.prefix, self.rows = run, f"phase{run.phase}/", []
-        self.counter, self.console = counter, console
+        self.skipped, self.console = skipped, console
         self.t0, self.start_step = time.monotonic(), start_step
         self.tracker = None
         if run.mlflow_run_id:
@@ -122,10 +124,8 @@ class _Logger:
 
     def add(self, step: int, metrics: dict) -> None:
         """Buffer a row (adding the skipped-sample count), print a line."""
-        import ray
-
-        if self.counter is not None:
-            metrics["skipped_samples"] = ray.get(self.counter.count.remote())
+        if self.skipped is not None:
+            metrics["skipped_samples"] = self.skipped()
         self.rows.append((step, {self.prefix + k: v for k, v in metrics.items()}))
         total = self.run.cfg.steps
         rate = (step - self.start_step) / max(1e-9, time.monotonic() - self.t0)
@@ -173,26 +173,14 @@ def optimizer_state_bytes(engine) -> tuple[int, int]:
     return size(moments), size(getattr(engine.optimizer, "single_partition_of_fp32_groups", []))
 
 
-def _resume(engine, world: int, rank: int) -> dict:
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if not checkpoint:
-        return {"step": 0, "data": None, "segments": []}
-    with checkpoint.as_directory() as directory:
-        state = verify_checkpoint(directory, world)[rank]
+def _resume(engine, session: Session) -> dict:
+    with session.latest_checkpoint() as directory:
+        if directory is None:
+            return {"step": 0, "data": None, "segments": []}
+        state = verify_checkpoint(directory, session.world)[session.rank]
         engine.load_checkpoint(directory, tag="state")
-    log.info("rank %d resumed at step %d (data position %s)", rank, state["step"], state["data"])
+    log.info("rank %d resumed at step %d (data position %s)", session.rank, state["step"], state["data"])
     return state
-
-
-def _device(train) -> torch.device:
-    import ray.train
-
-    if train.use_gpu == "true":
-        return ray.train.torch.get_device()
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported (in build_engine)
-    return torch.device("cpu")
 
 
 class _Interval:
@@ -212,45 +200,41 @@ class _Interval:
         return out
 
 
-def _save_and_report(engine, run: PhaseRun, rank: int, step: int, loop_state: dict, metrics: dict) -> None:
+def _save_and_report(engine, run: PhaseRun, session: Session, step: int, loop_state: dict, metrics: dict) -> None:
     """Every rank: DeepSpeed state, (last step, rank 0) the full generator, then the completion marker."""
-    import ray.train
-
     with tempfile.TemporaryDirectory() as directory:
         engine.save_checkpoint(directory, tag="state")
-        if rank == 0 and step == run.cfg.steps:
+        if session.rank == 0 and step == run.cfg.steps:
             torch.save({k: v.detach().cpu() for k, v in engine.module.state_dict().items()},
                        os.path.join(directory, GENERATOR_FILE))
-        write_rank_marker(directory, rank, loop_state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        write_rank_marker(directory, session.rank, loop_state)
+        session.report(metrics, checkpoint_dir=directory)
 
 
-def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry: config = {"run": PhaseRun, "counter": SkipCounter, "console": Console}. Each
-    rank streams its own planned share of every epoch (sa0.data.pipeline), so its data position
-    resumes exactly. Rank 0's progress lines and warnings go to the driver's terminal (sa0.console)."""
-    import ray.train
-
+def train_phase(run: PhaseRun, session: Session, console=None) -> None:
+    """One phase on one rank, through `session` (sa0.train.session: LocalSession in this process,
+    RaySession under Ray Train). Each rank streams its own planned share of every epoch
+    (sa0.data.pipeline), so its data position resumes exactly. Rank 0's progress lines and warnings
+    go to the driver's terminal (sa0.console; printed here without a console)."""
     from sa0.data.pipeline import ExampleStream
     from sa0.model.batch import prepare_batch
     from sa0.train.step import compute_losses
 
-    run, counter, console = config["run"], config.get("counter"), config.get("console")
     cfg, train = run.cfg, run.job.train
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = session.rank, session.world
     if rank == 0:
         forward_warnings(console, f"[phase{run.phase}] ")
-    device = _device(train)
+    device = session.device(train.use_gpu == "true")
     engine, head, anchor = build_engine(run, device)
     lpips_fn = _lpips(cfg, device)
-    state = _resume(engine, world, rank)
+    state = _resume(engine, session)
     step, segments = state["step"], [list(s) for s in state["segments"]]
     if step >= cfg.steps:
         return  # this phase finished before the restart; its last checkpoint holds the result
     segments.append([step + 1, step])
-    logger = _Logger(run, step, counter, console) if rank == 0 else None
-    stream = ExampleStream(cfg.data, cfg.batch_size, rank=rank, world=world, position=state["data"], counter=counter)
+    logger = _Logger(run, step, getattr(session, "skipped", None), console) if rank == 0 else None
+    stream = ExampleStream(cfg.data, cfg.batch_size, rank=rank, world=world, position=state["data"],
+                           counter=getattr(session, "counter", None), runner=session.data_runner)
     batches, interval = iter(stream), _Interval()
     while step < cfg.steps:
         t0 = time.perf_counter()
@@ -274,13 +258,24 @@ def train_loop_per_worker(config: dict) -> None:
         if logger is not None:
             logger.add(step, metrics)
         if not checkpoint_now:
-            ray.train.report(metrics)
+            session.report(metrics)
             continue
         loop_state = {"step": step, "data": stream.state_dict(), "segments": segments, "phase": run.phase,
                       "config": json.loads(json.dumps(asdict(run.job), default=str))}
-        _save_and_report(engine, run, rank, step, loop_state, metrics)
+        _save_and_report(engine, run, session, step, loop_state, metrics)
         if logger is not None:
             logger.committed(step, image_grid(batch, shown))
     batches.close()  # stop the data pipeline while Ray is still up
     if logger is not None:
         logger.close()
+
+
+def train_local(run: PhaseRun, root) -> list[dict]:
+    """The phase in this process, no Ray (single rank; checkpoints under ROOT/checkpoint, a rerun on
+    the same root resumes); -> every reported metrics row."""
+    from sa0.train.session import LocalSession, ensure_local_process_group
+
+    session = LocalSession(root)
+    ensure_local_process_group()
+    train_phase(run, session)
+    return session.reports

@@ -44,7 +44,7 @@ def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tm
     # each: results depend on torch's thread count on some CPUs (1 vs 2 threads: up to 1.3e-5 after 15
     # steps on an AVX-512 Xeon), not on the batch (2 vs 3 subjects at 2 threads: bitwise equal there).
     clean = _run(shards, tmp_path / "clean", synthetic_dir, subjects[:2], subjects_per_task=2, cpus_per_subject=1)
-    assert [r["status"] for r in clean] == ["done", "done"]
+    assert [r.status for r in clean] == ["done", "done"]
 
     marker = tmp_path / "crashed.marker"
     monkeypatch.setenv("SA0_FAULT_INJECT", f"subj0001:before_write:{marker}")
@@ -53,24 +53,24 @@ def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tm
     out = tmp_path / "out"
     rows = _run(shards, out, synthetic_dir, subjects, subjects_per_task=3, cpus_per_subject=1)  # tasks: 0, 1, 2; 3
     assert marker.exists()  # the batch task died once, before writing subj0001 (subj0000 was written)
-    status = {r["subject"]: r for r in rows}
+    status = {r.subject: r for r in rows}
     # subj0000 was written before the batch task died: the retried task finds it complete
-    assert [status[s]["status"] for s in subjects[:3]] == ["skipped", "done", "done"]
-    assert status["subj0003"]["status"] == "failed" and "bad input" in status["subj0003"]["reason"]
-    assert "f00002_c00.png" in status["subj0003"]["reason"]
+    assert [status[s].status for s in subjects[:3]] == ["skipped", "done", "done"]
+    assert status["subj0003"].status == "failed" and "bad input" in status["subj0003"].reason
+    assert "f00002_c00.png" in status["subj0003"].reason
     for s in subjects[:3]:
         assert all((out / s / name).is_file() for name in OUTPUT_FILES)
     assert not list(out.glob(".*tmp*"))  # no partial output visible
     # The retried batch's avatars equal the uninterrupted single-subject runs', array for array
     # (a subject's result does not depend on the batch it is in).
-    assert status["subj0001"]["threads"] == clean[1]["threads"] == 2
+    assert status["subj0001"].threads == clean[1].threads == 2
     a, b = load_package(out / "subj0001" / "avatar.npz"), load_package(tmp_path / "clean" / "subj0001" / "avatar.npz")
     for name in ("positions", "rotations", "log_scales", "colors", "opacity_logits"):
         np.testing.assert_array_equal(getattr(a.local, name).numpy(), getattr(b.local, name).numpy())
     assert json.loads((out / "subj0000" / "metrics.json").read_text())["final"]["psnr"] > 0
 
     again = _run(shards, out, synthetic_dir, subjects)
-    assert [r["status"] for r in again] == ["skipped", "skipped", "skipped", "failed"]
+    assert [r.status for r in again] == ["skipped", "skipped", "skipped", "failed"]
     table = format_table(again)
     assert "subj0003" in table and "skipped" in table and "PSNR" in table
 
@@ -85,7 +85,7 @@ def test_refine_batch_cli_with_mlflow(shards, synthetic_dir, tmp_path):
     done = subprocess.run(
         [sys.executable, "jobs/refine_batch.py", "--subjects", str(tmp_path / "list.txt"), "--shards", str(shards),
          "--out", str(tmp_path / "out"), "--flame-dir", str(synthetic_dir), "--uv-resolution", "16", "--steps", "10",
-         "--mlflow-uri", uri, "--web"], capture_output=True, text=True, env=env, timeout=600)
+         "--mlflow-uri", uri, "--web", "--export", "glb,spz"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "subj0000" in done.stdout and "subj0002" in done.stdout and "done" in done.stdout
     site = tmp_path / "out" / "subj0000" / "web"
@@ -106,6 +106,11 @@ def test_refine_batch_cli_with_mlflow(shards, synthetic_dir, tmp_path):
     assert "refine:" in done.stderr and "100%" in done.stderr  # the steps bar over all subjects
     assert {"web/avatar.json", "web/index.html", "web/viewer.js"} <= {
         f.path for f in client.list_artifacts(child.info.run_id, "web")}
+    assert {"avatar.glb", "avatar.spz"} <= {f.path for f in client.list_artifacts(child.info.run_id)}
+    from sa0.export.splats import read_splats
+
+    exported = read_splats(tmp_path / "out" / "subj0000" / "avatar.glb")
+    assert len(exported.means) == len(read_splats(tmp_path / "out" / "subj0000" / "avatar.spz").means)
 
 
 def test_web_is_added_to_a_subject_refined_without_it_and_nothing_is_refined_again(shards, synthetic_dir, tmp_path):
@@ -114,13 +119,16 @@ def test_web_is_added_to_a_subject_refined_without_it_and_nothing_is_refined_aga
     args = (["subj0001"], [str(shards)], tmp_path, FlameConfig(model_dir=str(synthetic_dir)),
             LayoutConfig(uv_resolution=16), RefineConfig(steps=4, log_every=2, eval_every=0, images=0))
     (first,) = run_subjects(*args)
-    assert first["status"] == "done" and not (tmp_path / "subj0001" / "web").exists()
+    assert first.status == "done" and not (tmp_path / "subj0001" / "web").exists()
     stamp = (tmp_path / "subj0001" / "avatar.npz").stat().st_mtime_ns
     (again,) = run_subjects(*args, web=True)
-    assert again["status"] == "skipped"
+    assert again.status == "skipped"
     assert (tmp_path / "subj0001" / "avatar.npz").stat().st_mtime_ns == stamp  # not refined again
     meta = json.loads((tmp_path / "subj0001" / "web" / "avatar.json").read_text())
     assert meta["subject"] == "subj0001" and meta["gaussians"] == len(load_package(tmp_path / "subj0001" / "avatar.npz").face_idx)
+    (third,) = run_subjects(*args, export=("spz",))  # exports are added the same way
+    assert third.status == "skipped" and (tmp_path / "subj0001" / "avatar.spz").is_file()
+    assert (tmp_path / "subj0001" / "avatar.npz").stat().st_mtime_ns == stamp
 
 
 def test_refine_batch_cli_defaults_find_shards_under_data(shards, synthetic_dir, tmp_path):
@@ -152,8 +160,8 @@ def test_cpu_task_threads_equal_its_cpus(ray_session, shards, synthetic_dir, tmp
     args = ([shards], None, FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16), cfg)
     (filled,) = refine_batch(["subj0000"], args[0], tmp_path / "a", *args[2:])
     (single,) = refine_batch(["subj0000"], args[0], tmp_path / "b", *args[2:], cpus_per_subject=1)
-    assert (filled["status"], filled["threads"]) == ("done", 2)
-    assert (single["status"], single["threads"]) == ("done", 1)
+    assert (filled.status, filled.threads) == ("done", 2)
+    assert (single.status, single.threads) == ("done", 1)
     metrics = json.loads((tmp_path / "a" / "subj0000" / "metrics.json").read_text())
     assert metrics["torch_threads"] == 2
 

@@ -91,5 +91,5 @@ def test_random_init_encoder_refinement_starts_from_the_generator_prediction(set
 def test_generator_with_another_layout_is_refused(setup, synthetic_dir):
     _, path, _, _, _ = setup
     other = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=16))
-    with pytest.raises(ValueError, match="layout.uv_resolution=32.*has 16; use --uv-resolution 32"):
+    with pytest.raises(ValueError, match="layout.uv_resolution=32.*has 16: build the head at UV resolution 32"):
         load_trained_generator(path, other)

@@ -32,7 +32,7 @@ def test_subject_run_is_live_and_a_retried_subject_continues_it(shards, syntheti
         tracker.start("first", {})
         (row,) = refine_batch(["subj0000"], *args, tracker=tracker, max_retries=0)
         tracker.end()
-    assert marker.exists() and row["status"] == "failed"
+    assert marker.exists() and row.status == "failed"
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -46,7 +46,7 @@ def test_subject_run_is_live_and_a_retried_subject_continues_it(shards, syntheti
         tracker.start("second", {})
         (row,) = refine_batch(["subj0000"], *args, tracker=tracker)
         tracker.end()
-    assert row["status"] == "done"
+    assert row.status == "done"
     runs = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "subj0000"]
     assert [r.info.run_id for r in runs] == [run.info.run_id]
     assert steps("train/loss") == [0, 3, 6, 9, 11] and steps("heldout/psnr") == [6, 12]

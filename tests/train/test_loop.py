@@ -3,10 +3,7 @@ INITIALISED encoder: these tests check training mechanics, not avatar quality)."
 
 import pytest
 
-from sa0.config import FlameConfig, LayoutConfig, apply_overrides
-from sa0.data.shards import write_shards
-from sa0.data.synthetic import DOMAINS, synthetic_clips
-from sa0.head import load_head_model
+from sa0.config import apply_overrides
 from sa0.train.checkpoint import load_generator, verify_checkpoint
 from sa0.train.recipes import recipe
 from tests.ray_local import local_ray
@@ -24,14 +21,6 @@ def crash_marker(tmp_path_factory):
 def ray_session(crash_marker):
     with local_ray(num_cpus=4, env_vars={"SA0_FAULT_INJECT": f"{CRASH_RUN}-rank1:step8:{crash_marker}"}) as ray:
         yield ray
-
-
-@pytest.fixture(scope="module")
-def shards(synthetic_dir, tmp_path_factory):
-    head = load_head_model(FlameConfig(model_dir=str(synthetic_dir)), LayoutConfig(uv_resolution=32))
-    out = tmp_path_factory.mktemp("mono")
-    write_shards(synthetic_clips(head, "mono", 2, 1, 6, 1, 64, DOMAINS["studio"], seed=3), out)
-    return out
 
 
 def _job(synthetic_dir, shards, tmp_path, name, steps, *extra):
