@@ -128,7 +128,9 @@ def render_with(reader: str, browser, splat_file, view: View, timeout_ms: int = 
 
 def compare_readers(package, head, motion, frame: int, browser, workdir, camera: int = 0) -> dict[str, dict]:
     """The avatar at `frame` of `motion` exported (.glb, .spz) and drawn by each reader from the clip's
-    camera, against sa0's own render of the same Gaussians there, all on white: -> {reader: {"psnr",
+    camera (its pose and focal length; the principal point centred, as the readers' cameras are
+    symmetric: a tracked crop's is off by a few pixels), against sa0's own render of the same
+    Gaussians from that camera, all on white: -> {reader: {"psnr",
     "image" (H, W, 3) float, "file", "bytes"}} plus "sa0": {"image"}."""
     import torch
 
@@ -138,7 +140,9 @@ def compare_readers(package, head, motion, frame: int, browser, workdir, camera:
 
     (gaussians,) = posed_gaussians(package, head, motion, [frame])
     h, w = motion.image_size
-    view = View(motion.viewmats[frame, camera], motion.Ks[frame, camera], w, h)
+    K = np.array(motion.Ks[frame, camera], dtype=np.float32)
+    K[0, 2], K[1, 2] = w / 2, h / 2  # the pages' cameras are symmetric frusta: centre the principal point
+    view = View(motion.viewmats[frame, camera], K, w, h)
     cams = Cameras(torch.as_tensor(view.viewmat)[None], torch.as_tensor(view.K)[None], w, h)
     with torch.no_grad():
         own = render(gaussians, cams, torch.ones(3)).image[0].clamp(0, 1).double().numpy()

@@ -38,7 +38,7 @@ def _run(shards, out, synthetic_dir, subjects, **options):
                         **options)
 
 
-def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tmp_path, monkeypatch):
+def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tmp_path, monkeypatch, capsys):
     subjects = ["subj0000", "subj0001", "subj0002", "subj0003"]
     # Both runs' tasks hold 2 CPUs (1 per subject, capped at the node's 2), so torch runs 2 threads in
     # each: results depend on torch's thread count on some CPUs (1 vs 2 threads: up to 1.3e-5 after 15
@@ -69,6 +69,8 @@ def test_batch_retries_isolates_and_skips(ray_session, shards, synthetic_dir, tm
         np.testing.assert_array_equal(getattr(a.local, name).numpy(), getattr(b.local, name).numpy())
     assert json.loads((out / "subj0000" / "metrics.json").read_text())["final"]["psnr"] > 0
 
+    last_bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "1 failed" in last_bar and "100%" not in last_bar, last_bar  # failed work never fills the bar
     again = _run(shards, out, synthetic_dir, subjects)
     assert [r.status for r in again] == ["skipped", "skipped", "skipped", "failed"]
     table = format_table(again)
