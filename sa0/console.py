@@ -16,10 +16,29 @@ import threading
 CHATTY = ("mlflow", "ray.train", "ray.tune")
 
 
+class _DropNotice(logging.Filter):
+    """Drops one informational notice by its opening words (the rest of the logger's warnings stay)."""
+
+    def __init__(self, opening: str):
+        super().__init__()
+        self.opening = opening
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.opening)
+
+
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
 def quiet_libraries() -> None:
-    """Library INFO chatter (MLflow's table creation, ...) off the console; warnings stay."""
+    """Library INFO chatter (MLflow's table creation, ...) off the console; warnings stay, except Ray's
+    notice that token authentication is on (the default, nothing to do; its warning when it is off
+    stays)."""
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    auth = logging.getLogger(RAY_AUTH_LOGGER)
+    if not any(isinstance(f, _DropNotice) for f in auth.filters):
+        auth.addFilter(_DropNotice("Token authentication is enabled"))
 
 
 def quiet_ray_init(address: str | None = None, worker_output: bool = False):
