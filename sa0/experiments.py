@@ -73,6 +73,9 @@ class Tracker(_Guarded):
     def _connect(self, experiment: str | None, tracking_uri: str | None) -> None:
         import mlflow
 
+        from sa0.console import quiet_libraries
+
+        quiet_libraries()  # after the import: MLflow sets its loggers to INFO when first imported
         self._mlflow = mlflow
         if tracking_uri:
             mlflow.set_tracking_uri(absolute_uri(tracking_uri))

@@ -76,8 +76,8 @@ def _remote_steps():
         def report(self, subject: str, step: int) -> None:
             self.steps[subject] = step
 
-        def total(self) -> int:
-            return sum(self.steps.values())
+        def latest(self) -> dict[str, int]:
+            return dict(self.steps)
 
     return StepCounter.remote()
 
@@ -180,9 +180,16 @@ def refine_batch(subjects: list[str], shard_dirs, out_dir, flame: FlameConfig, l
                     _record(tracker, run_ids.get(row.subject), row, out_dir, export)
                 failed = sum(r.failed for r in rows.values())
                 bar.set_postfix_str(f"subjects {finished}/{len(todo)} finished" + (f", {failed} failed" if failed else ""))
-            bar.n = min(bar.total, ray.get(counter.total.remote()))
+            reported = ray.get(counter.latest.remote())  # a finished subject counts from its row, not a report
+            bar.n = min(bar.total, sum(_steps_done(rows.get(s), reported.get(s, 0), refine.steps) for s in todo))
             bar.refresh()
     return [rows[s] for s in subjects]
+
+
+def _steps_done(row: SubjectRow | None, reported: int, steps: int) -> int:
+    """A subject's share of the bar: all its steps once done, what its task reported while it runs or
+    when it failed (a failed subject's steps stay undone: the bar never fills for failed work)."""
+    return steps if row is not None and not row.failed else reported
 
 
 def _record(tracker: Tracker | None, run_id: str | None, row: SubjectRow, out_dir: Path,
