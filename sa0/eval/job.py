@@ -72,6 +72,7 @@ def run_eval_job(job: EvalJob) -> int:
     """prepare_eval, then the protocol on Ray; print the table. -> exit status."""
     import ray
 
+    from sa0.console import quiet_ray_init
     from sa0.eval.run import run_evaluation
     from sa0.experiments import OFF, Tracker, tracking_uri
     from sa0.heads import SYNTHETIC_NAME, chosen_head
@@ -85,7 +86,7 @@ def run_eval_job(job: EvalJob) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        ray.init(address=job.address)
+        quiet_ray_init(job.address, worker_output=True)  # task warnings show; Ray's INFO lines do not
         try:
             summary = run_evaluation(job.eval, list(job.data), job.out,
                                      dataclasses.replace(job.flame, model_dir=str(flame_dir)),

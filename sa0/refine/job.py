@@ -191,6 +191,7 @@ def run_refine_job(job: RefineJob) -> int:
 
 def run_tune_job(job: TuneJob) -> int:
     """Check the subjects, head and layout (plan_refinement), then sweep; print the best trial."""
+    from sa0.console import quiet_ray_init
     from sa0.experiments import OFF, tracking_uri
     from sa0.refine.tune import overrides, tune_antispike
 
@@ -198,7 +199,7 @@ def run_tune_job(job: TuneJob) -> int:
         with plan_refinement(job.subjects, job.shards, job.flame, job.uv_resolution) as plan:
             import ray
 
-            ray.init(address=job.address)
+            quiet_ray_init(job.address, worker_output=True)
             try:
                 base = dataclasses.replace(job.refine, log_every=max(1, job.refine.steps // 10))
                 config, metrics, _ = tune_antispike(plan.subjects, plan.shard_dirs, plan.flame, plan.layout, base,
