@@ -122,17 +122,13 @@ def config_lines(config, prefix: str = "") -> list[str]:
     return lines
 
 
-def _usage(spec: JobSpec) -> str:
-    return spec.doc.split("\n\n")[0]
-
-
 def build_parser(spec: JobSpec, prog: str | None = None) -> argparse.ArgumentParser:
     default = next(iter(spec.recipes))
+    config = spec.recipes[default]()
     epilog = (f"Every flag above sets a config key; --set KEY=VALUE sets any of them. The keys, with the "
-              f"'{default}' recipe's values:\n" + "\n".join(config_lines(spec.recipes[default]())))
+              f"'{default}' recipe's values:\n" + "\n".join(config_lines(config)))
     parser = argparse.ArgumentParser(prog=prog, description=spec.doc, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    config = spec.recipes[default]()
     for flag in spec.all_flags():
         kwargs: dict[str, Any] = {"help": _flag_help(flag, config).replace("%", "%%")}  # argparse %-formats help
         if flag.switch:

@@ -192,7 +192,7 @@ def run_refine_job(job: RefineJob) -> int:
 def run_tune_job(job: TuneJob) -> int:
     """Check the subjects, head and layout (plan_refinement), then sweep; print the best trial."""
     from sa0.console import quiet_ray_init
-    from sa0.experiments import OFF, tracking_uri
+    from sa0.experiments import tracking_uri
     from sa0.refine.tune import overrides, tune_antispike
 
     try:
@@ -204,8 +204,7 @@ def run_tune_job(job: TuneJob) -> int:
                 base = dataclasses.replace(job.refine, log_every=max(1, job.refine.steps // 10))
                 config, metrics, _ = tune_antispike(plan.subjects, plan.shard_dirs, plan.flame, plan.layout, base,
                                                     os.path.abspath(job.storage), job.name, job.samples, job.max_ar,
-                                                    mlflow_uri=tracking_uri(job.mlflow_uri) if job.mlflow_uri != OFF
-                                                    else None)
+                                                    mlflow_uri=tracking_uri(job.mlflow_uri))  # None when "off"
             finally:
                 ray.shutdown()
     except (BadInput, ValueError, OSError) as exc:
