@@ -24,15 +24,7 @@ import sys
 
 from sa0.cli import Flag, JobSpec, Use, parse_commands
 from sa0.data.convert import FORMATS
-from sa0.data.job import (
-    ConvertJob,
-    ShardDirJob,
-    SyntheticJob,
-    run_convert,
-    run_synthetic,
-    run_upgrade,
-    run_validate,
-)
+from sa0.data.job import ConvertJob, ShardDirJob, SyntheticJob, run_convert, run_synthetic, run_upgrade, run_validate
 from sa0.data.synthetic import DOMAINS
 
 DOMAIN = Flag(("--domain",), "domain", "domain tag in the clip keys (synthetic: its lighting and background, one of "

@@ -22,13 +22,7 @@ from sa0.data.shards import ShardError
 from sa0.heads import SYNTHETIC_NAME, chosen_head
 from sa0.model.saved import is_exported, load_generator
 from sa0.refine.refine import RefineConfig
-from sa0.refine.subjects import (
-    BadInput,
-    parse_subjects,
-    recorded_head,
-    resolve_shard_dirs,
-    subject_of,
-)
+from sa0.refine.subjects import BadInput, parse_subjects, recorded_head, resolve_shard_dirs, subject_of
 
 # The UV grid a refinement uses when no generator fixes it: 128^2 texels (~14K Gaussians on FLAME,
 # ~9K on ICT) fits a phone video's detail on CPUs; the paper's 256 is `--uv-resolution 256`.

@@ -27,13 +27,7 @@ from pathlib import Path
 
 from sa0.data.convert import STREAMING
 from sa0.data.schema import ClipError
-from sa0.data.shards import (
-    MANIFEST,
-    ShardError,
-    ShardWriter,
-    build_manifest,
-    read_manifest,
-)
+from sa0.data.shards import MANIFEST, ShardError, ShardWriter, build_manifest, read_manifest
 from sa0.faults import maybe_crash
 from sa0.fsutil import write_json_atomic
 

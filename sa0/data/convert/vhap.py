@@ -16,15 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sa0.data.convert.common import (
-    FLIP_YZ,
-    box_from_matte,
-    pinhole,
-    read_matte,
-    read_rgb,
-    skip_from,
-    view_matrix,
-)
+from sa0.data.convert.common import FLIP_YZ, box_from_matte, pinhole, read_matte, read_rgb, skip_from, view_matrix
 from sa0.data.schema import ClipError, ClipMeta, ClipSource, Timestep, materialise
 
 NPZ_FIELDS = {"shape": "shape", "expr": "expression", "rotation": "global_rot", "neck_pose": "neck",
