@@ -58,9 +58,10 @@ def cases(rows: str) -> list[tuple[str, str, dict]]:
     ]
     exact = [
         ("ICT head, true params, unseen off", "exact", NO_UNSEEN),
-        ("ICT head, true params, default (fill + smoothing 1)", "exact", {}),
-        ("ICT head, true params, default + smoothing 10", "exact", {"unseen_smooth_weight": 10.0}),
-        ("ICT head, true params, default + silhouette 2", "exact", {"unseen_silhouette_weight": 2.0}),
+        ("ICT head, true params, default", "exact", {}),
+        ("ICT head, true params, default, silhouette off", "exact", {"unseen_silhouette_weight": 0.0}),
+        ("ICT head, true params, default, smoothing off", "exact", {"unseen_smooth_weight": 0.0}),
+        ("ICT head, true params, default, whole-head silhouette", "exact", {"unseen_silhouette_face_only": False}),
         ("ICT head, true params, default + prior 1", "exact", {"unseen_prior_weight": 1.0}),
     ]
     return exact if rows == "exact" else tracked + exact
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
                 if not args.json:
                     print(f"subject {k}: {row}: {rows[row][-1]}", flush=True)
     table = {row: {key: round(float(np.mean([r[key] for r in runs])), 3) for key in runs[0]} for row, runs in rows.items()}
-    default = table.get("ICT head, tracked, unseen on (default)", table["ICT head, true params, default (fill + smoothing 1)"])
+    default = table.get("ICT head, tracked, unseen on (default)", table["ICT head, true params, default"])
     before = table.get("synthetic head, tracked, unseen off", table["ICT head, true params, unseen off"])
     summary = {f"{v}_psnr": default[f"{v}_psnr"] for v in ("frontal", "novel30", "novel60")}
     summary.update({f"{v}_psnr_before": before[f"{v}_psnr"] for v in ("frontal", "novel30", "novel60")})

@@ -21,11 +21,14 @@ def test_novel_view_benchmark_small():
                 "novel60_psnr_before"):
         assert 10 < report[key] < 60, (key, report[key])
     rows = report["rows"]
-    default, off = rows["ICT head, true params, default (fill + smoothing 1)"], rows["ICT head, true params, unseen off"]
-    silhouette = rows["ICT head, true params, default + silhouette 2"]
-    # measured at this size on the 2-core CPU machine: frontal 29.16, 30 degrees 24.50 (gap 4.66 dB; the
-    # issue's target is 3), unseen parts off 23.61, silhouette term 25.71 (benchmarks/results/novel_view_cpu_202612.md)
-    assert report["frontal_psnr"] - report["novel30_psnr"] <= 5.2
+    default, off = rows["ICT head, true params, default"], rows["ICT head, true params, unseen off"]
+    no_silhouette = rows["ICT head, true params, default, silhouette off"]
+    whole = rows["ICT head, true params, default, whole-head silhouette"]
+    # measured at this size on the 2-core CPU machine: frontal 29.09, 30 degrees 24.96 (gap 4.13 dB; the issue's
+    # target is 3); silhouette off 24.50, whole-head silhouette 25.71, unseen parts off 23.61
+    # (benchmarks/results/novel_view_cpu_202612.md)
+    assert report["frontal_psnr"] - report["novel30_psnr"] <= 4.7
     assert default["novel30_psnr"] >= off["novel30_psnr"] and default["novel60_psnr"] >= off["novel60_psnr"]
     assert default["frontal_psnr"] >= off["frontal_psnr"] - 0.3  # what the views show is not lost
-    assert silhouette["novel30_psnr"] > default["novel30_psnr"] + 0.6  # the silhouette term's gain on a bald head
+    assert default["novel30_psnr"] > no_silhouette["novel30_psnr"]  # the face-only silhouette's gain
+    assert whole["novel30_psnr"] > default["novel30_psnr"]  # the whole-head matte gains more on a bald head

@@ -42,7 +42,7 @@ from sa0.refine.refine import (
     novel_view_max_ar,
     target_of,
 )
-from sa0.refine.unseen import guard_unseen, novel_masks, prior_loss, silhouette_loss, smooth_loss
+from sa0.refine.unseen import UnseenGuard, guard_unseen
 from sa0.render.api import render
 from sa0.types import Cameras, LocalGaussians, RenderOut
 
@@ -87,10 +87,7 @@ class _State:
     elapsed: float = 0.0
     last_log: tuple = (0, 0.0)
     error: str | None = None
-    anchor: LocalGaussians | None = None  # the start the unseen-region prior pulls toward (sa0.refine.unseen)
-    prior_weights: torch.Tensor | None = None
-    novel: object | None = None  # sa0.refine.unseen.NovelMasks when the silhouette term is on
-    smooth: tuple | None = None  # (UV neighbour pairs, weights) when the smoothing term is on
+    unseen: UnseenGuard = field(default_factory=UnseenGuard)  # the unseen-region terms (sa0.refine.unseen)
 
 
 def lr_factor(step: int, total: int, final: float) -> float:
@@ -124,10 +121,7 @@ def _start(head: HeadModel, subject: Subject, cfg, generator, blob: dict | None)
     if init.positions.shape[-2] != head.num_gaussians:
         raise ValueError(f"init has {init.positions.shape[-2]} Gaussians, the layout {head.num_gaussians}")
     state = _State(subject, verts, frames_of(train), rng, gen, ref)
-    init, state.anchor, state.prior_weights, state.smooth = guard_unseen(head, verts, train, state.frames, ref, init,
-                                                                         neutral, cfg)
-    if cfg.unseen_silhouette_weight > 0:
-        state.novel = novel_masks(head, verts, train, state.frames)
+    init, state.unseen = guard_unseen(head, verts, train, state.frames, ref, init, neutral, cfg)
     if blob is not None:
         _resume(state, blob)
         return state, LocalGaussians(**blob["params"])
@@ -299,13 +293,7 @@ def _losses(head: HeadModel, active: list[_State], params: dict, cfg):
             if cfg.use_aspect and active[i].step >= cfg.scale_freeze_steps:
                 loss = loss + cfg.aspect_weight * aspect_penalty(one, cfg.aspect_tau)
             row = {n: p[i] for n, p in params.items()}
-            if active[i].prior_weights is not None:
-                loss = loss + cfg.unseen_prior_weight * prior_loss(row, active[i].anchor, active[i].prior_weights)
-            if active[i].smooth is not None:
-                loss = loss + cfg.unseen_smooth_weight * smooth_loss(row["colors"], *active[i].smooth)
-            if active[i].novel is not None:
-                loss = loss + cfg.unseen_silhouette_weight * silhouette_loss(
-                    head, row, active[i].verts, active[i].novel, active[i].step, cfg.render)
+            loss = loss + active[i].unseen.loss(head, row, active[i].verts, active[i].step, cfg)
             losses[i] = loss
             parts[i] = {"l1": l1s[j].detach(), "ssim": ssims[j].detach(), "out": one}
     return losses, parts

@@ -40,7 +40,9 @@ class RefineConfig:
     unseen_fill_below start with their well-seen neighbours' colour (0: off); below unseen_visibility
     a prior of weight unseen_prior_weight pulls them toward their start (either 0: off); the mesh's
     outline from orbited views is a matte for the Gaussians' alpha with weight unseen_silhouette_weight
-    (0: off); unseen_smooth_weight pulls poorly seen texels' colours toward their UV neighbours'.
+    (0: off; masks at most unseen_silhouette_size pixels; unseen_silhouette_face_only: outside the
+    mesh only pixels nearer the face than the scalp, neck and back count, so hair and collar may stay);
+    unseen_smooth_weight pulls poorly seen texels' colours toward their UV neighbours'.
     Live reporting: the loss terms and maxAR every log_every steps, held-out PSNR / SSIM on up to
     eval_frames frames every eval_every steps (0: never), `images` render | truth snapshots."""
 
@@ -66,8 +68,10 @@ class RefineConfig:
     unseen_visibility: float = 0.5
     unseen_fill_below: float = 0.3
     unseen_prior_weight: float = 0.0
-    unseen_silhouette_weight: float = 0.0
+    unseen_silhouette_weight: float = 2.0
     unseen_smooth_weight: float = 1.0
+    unseen_silhouette_size: int = 256
+    unseen_silhouette_face_only: bool = True
     log_every: int = 100
     eval_every: int = 500
     eval_frames: int = 8
@@ -83,6 +87,8 @@ class RefineConfig:
         if min(self.unseen_visibility, self.unseen_fill_below, self.unseen_prior_weight,
                self.unseen_silhouette_weight, self.unseen_smooth_weight) < 0:
             raise ValueError("RefineConfig.unseen_* must be >= 0")
+        if self.unseen_silhouette_size < 16:
+            raise ValueError(f"RefineConfig.unseen_silhouette_size must be >= 16, got {self.unseen_silhouette_size}")
         if self.log_scale_spread <= 0 or self.aspect_tau <= 0:
             raise ValueError("RefineConfig.log_scale_spread and aspect_tau must be > 0")
         if self.log_every < 1 or self.eval_every < 0 or self.eval_frames < 1 or self.images < 0:

@@ -21,12 +21,9 @@ switchable parts (RefineConfig.unseen_*), each measured by benchmarks/bm_novel_v
   seen of the two: a cheek seen at a grazing angle blends many Gaussians into each pixel, and the
   views let their colours scatter into blotches a side view shows (on lp_d0 at weight 1: the confetti
   behind the ears gone in the browser at +-30 and +-60 degrees, held-out frontal PSNR 29.79 -> 29.61);
-* silhouette: the mesh's outline from views the capture never had (each training camera orbited by
-  +-25 and +-50 degrees about the head) is a matte for the Gaussians: each step renders one such view
-  and penalises (alpha - coverage)^2. Gaussians that look right from the front but stick out
-  sideways, or leave gaps between them, show there and nowhere in the training views. (A real
-  person's hair lies outside a bald head model's outline: this trades its volume in side views for
-  a clean profile; the weight sets how much.)
+* silhouette: the mesh's outline from views the capture never had as a matte for the Gaussians'
+  alpha, outside the face counting only near the face (hair and collar may lie outside a bald
+  head's outline): sa0.refine.silhouette.
 """
 
 from __future__ import annotations
@@ -37,12 +34,11 @@ import numpy as np
 import torch
 
 from sa0.data.schema import Clip
-from sa0.gaussians import bind, face_frames, texel_points
-from sa0.geometry.camera import orbit
+from sa0.gaussians import face_frames, texel_points
 from sa0.head import HeadModel
-from sa0.render.api import render
+from sa0.refine.silhouette import NovelMasks, novel_masks, silhouette_loss
 from sa0.render.mesh import rasterize
-from sa0.types import Cameras, LocalGaussians
+from sa0.types import LocalGaussians
 
 
 def gaussian_visibility(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
@@ -118,88 +114,58 @@ def prior_loss(params: dict, init: LocalGaussians, weights: torch.Tensor) -> tor
     return total
 
 
+@dataclass
+class UnseenGuard:
+    """What a subject's refinement holds for its unseen-region terms (each None when its part is off):
+    the start the prior pulls toward and its per-Gaussian weights (2, N); UV neighbour pairs and
+    their smoothing weights; the novel-view silhouettes."""
+
+    anchor: LocalGaussians | None = None
+    prior_weights: torch.Tensor | None = None
+    smooth: tuple | None = None
+    novel: NovelMasks | None = None
+
+    def loss(self, head: HeadModel, row: dict, verts: torch.Tensor, step: int, cfg) -> torch.Tensor | float:
+        """The weighted sum of the terms that are on, for one subject's attributes (row: name -> (N, k))."""
+        total = 0.0
+        if self.prior_weights is not None:
+            total = total + cfg.unseen_prior_weight * prior_loss(row, self.anchor, self.prior_weights)
+        if self.smooth is not None:
+            total = total + cfg.unseen_smooth_weight * smooth_loss(row["colors"], *self.smooth)
+        if self.novel is not None:
+            total = total + cfg.unseen_silhouette_weight * silhouette_loss(head, row, verts, self.novel, step,
+                                                                           cfg.render)
+        return total
+
+
 def guard_unseen(head: HeadModel, verts: torch.Tensor, train: Clip, frames: list[tuple[int, int]], ref: int,
-                 init: LocalGaussians, neutral: bool, cfg) -> tuple[LocalGaussians, LocalGaussians | None,
-                                                                   torch.Tensor | None, tuple | None]:
-    """A refinement's start with the RefineConfig's unseen-region parts applied -> (start, the anchor the
-    prior pulls toward or None, per-Gaussian prior weights or None, (UV neighbour pairs, their smoothing
-    weights) or None). The colour fill applies to the generator-free start only (a generator predicts
-    unseen regions itself)."""
+                 init: LocalGaussians, neutral: bool, cfg) -> tuple[LocalGaussians, UnseenGuard]:
+    """A refinement's start with the RefineConfig's unseen-region parts applied -> (start, the guard
+    holding what the terms need). The colour fill applies to the generator-free start only (a
+    generator predicts unseen regions itself)."""
+    guard = UnseenGuard()
+    if cfg.unseen_silhouette_weight > 0:
+        guard.novel = novel_masks(head, verts, train, frames, size=cfg.unseen_silhouette_size,
+                                  face_only=cfg.unseen_silhouette_face_only)
     fill = neutral and cfg.unseen_fill_below > 0
     prior = cfg.unseen_visibility > 0 and cfg.unseen_prior_weight > 0
     smooth = cfg.unseen_visibility > 0 and cfg.unseen_smooth_weight > 0
     if not (fill or prior or smooth):
-        return init, None, None, None
+        return init, guard
     visibility = gaussian_visibility(head, verts, train, frames)
-    pairs = None
     if smooth:
-        pairs = uv_neighbour_pairs(head.layout)
-        pairs = (pairs.to(init.colors.device),
-                 smooth_weights(visibility, pairs, cfg.unseen_visibility).to(init.colors.device))
+        pairs = uv_neighbour_pairs(head.layout).to(init.colors.device)
+        guard.smooth = (pairs, smooth_weights(visibility, pairs, cfg.unseen_visibility).to(init.colors.device))
     if fill:
         points = texel_points(verts[ref], head.faces, head.layout)
         colors = fill_unseen_colors(init.colors, points, visibility, cfg.unseen_fill_below)
         init = LocalGaussians(init.positions, init.rotations, init.log_scales, colors, init.opacity_logits)
-    if not prior:
-        return init, None, None, pairs
-    anchor = LocalGaussians(*(getattr(init, f).detach().float() for f in LocalGaussians.__dataclass_fields__))
-    colour_v0 = cfg.unseen_fill_below if cfg.unseen_fill_below > 0 else cfg.unseen_visibility
-    weights = torch.stack((prior_weights(visibility, cfg.unseen_visibility), prior_weights(visibility, colour_v0)))
-    return init, anchor, weights.to(init.positions.device), pairs
-
-
-@dataclass(frozen=True)
-class NovelMasks:
-    """The mesh's silhouette seen from views the capture never had: for each of M (timestep, yaw)
-    pairs, the training camera of that timestep orbited by the yaw about the posed head's centre.
-    timesteps (M,); viewmats (M, 4, 4), Ks (M, 3, 3) float32 at the masks' size; coverage (M, H, W):
-    the fraction of each pixel the mesh covers (supersampled, so edges are soft as a camera's)."""
-
-    timesteps: list[int]
-    viewmats: torch.Tensor
-    Ks: torch.Tensor
-    coverage: torch.Tensor
-
-
-def novel_masks(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
-                yaws=(-50.0, -25.0, 25.0, 50.0), max_frames: int = 12, size: int = 128,
-                supersample: int = 3) -> NovelMasks:
-    """Silhouettes of the posed mesh (verts (T, V, 3)) from orbited training cameras (mesh rasteriser)."""
-    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round()]
-    h, w = clip.image_size
-    scale = size / max(h, w)
-    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
-    faces = head.faces.cpu().numpy()
-    steps, views, Ks, coverage = [], [], [], []
-    for t, c in picks:
-        v = verts[t].detach().cpu().double().numpy()
-        K = np.asarray(clip.Ks[t, c], np.float64).copy()
-        K[:2] *= scale
-        fine = K.copy()
-        fine[:2] *= supersample
-        for yaw in yaws:
-            view = orbit(clip.viewmats[t, c], v.mean(0), yaw)
-            mask = rasterize(v, faces, view, fine, rh * supersample, rw * supersample).mask
-            coverage.append(torch.as_tensor(mask.reshape(rh, supersample, rw, supersample).mean((1, 3)),
-                                            dtype=torch.float32))
-            steps.append(t)
-            views.append(torch.as_tensor(view, dtype=torch.float32))
-            Ks.append(torch.as_tensor(K, dtype=torch.float32))
-    return NovelMasks(steps, torch.stack(views), torch.stack(Ks), torch.stack(coverage))
-
-
-def silhouette_loss(head: HeadModel, row: dict, verts: torch.Tensor, masks: NovelMasks, step: int,
-                    render_cfg) -> torch.Tensor:
-    """One subject's Gaussians (row: attribute -> (N, k)) rendered from one of the novel views (picked
-    by the step number, so a resumed run sees the same ones): mean squared alpha outside the mesh's
-    silhouette's coverage: (alpha - coverage)^2 over the view."""
-    m = (step * 7919) % len(masks.timesteps)
-    device = verts.device
-    h, w = masks.coverage.shape[1:]
-    cams = Cameras(masks.viewmats[m:m + 1].to(device), masks.Ks[m:m + 1].to(device), w, h)
-    out = render(bind(LocalGaussians(**row), verts[masks.timesteps[m]], head.faces, head.layout), cams,
-                 torch.zeros(3, device=device), render_cfg)
-    return (out.alpha[0, ..., 0] - masks.coverage[m].to(device)).pow(2).mean()
+    if prior:
+        guard.anchor = LocalGaussians(*(getattr(init, f).detach().float() for f in LocalGaussians.__dataclass_fields__))
+        colour_v0 = cfg.unseen_fill_below if cfg.unseen_fill_below > 0 else cfg.unseen_visibility
+        guard.prior_weights = torch.stack((prior_weights(visibility, cfg.unseen_visibility),
+                                           prior_weights(visibility, colour_v0))).to(init.positions.device)
+    return init, guard
 
 
 def uv_neighbour_pairs(layout) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Unseen regions: visibility from the training views, the colour fill, the novel-view silhouette term."""
+"""Unseen regions: visibility from the training views, the colour fill, the novel-view silhouette term
+and its face-only weighting."""
 
 import dataclasses
 
@@ -9,7 +10,8 @@ import torch
 from sa0.eval.novel_view import exact_capture, truth_subject
 from sa0.gaussians import init_local_gaussians, texel_points
 from sa0.refine.refine import RefineConfig, frames_of
-from sa0.refine.unseen import fill_unseen_colors, gaussian_visibility, novel_masks, silhouette_loss
+from sa0.refine.silhouette import face_vertices, novel_masks, silhouette_loss
+from sa0.refine.unseen import fill_unseen_colors, gaussian_visibility
 from sa0.types import LocalGaussians
 
 
@@ -53,6 +55,39 @@ def test_silhouette_term_penalises_gaussians_that_spill_out_of_novel_views(captu
     cfg = RefineConfig().render
     losses = [float(silhouette_loss(head, r, verts, masks, step, cfg)) for r in (row, fat) for step in range(8)]
     assert np.mean(losses[8:]) > 2 * np.mean(losses[:8])
+
+
+def test_face_zone_is_the_front_of_the_face_on_any_pose(capture):
+    head = capture.head
+    rest = head.flame.v_template
+    zone = face_vertices(head, rest)
+    x, y, z = rest.unbind(-1)
+    nose = int(torch.argmax(z))  # the most forward vertex: the nose tip
+    assert zone[nose]
+    assert not zone[(z < -0.05).numpy()].any()  # nothing on the back of the head (the mouth interior reaches -0.034)
+    assert not zone[(y > y[nose] + 0.12).numpy()].any()  # nor the top of the scalp
+    assert 0.05 < zone.mean() < 0.5
+    turned = rest @ torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]) + torch.tensor([0.3, -0.1, 2.0])
+    assert (face_vertices(head, turned) == zone).mean() > 0.999  # measured from the head's own landmarks
+
+
+def test_face_only_matte_counts_outside_pixels_in_front_of_the_face_only(capture):
+    head, train = capture.head, capture.train
+    verts = head.pose_track(train.flame.as_dict())
+    face = novel_masks(head, verts, train, frames_of(train), yaws=(50.0,), max_frames=1, size=64)
+    bald = novel_masks(head, verts, train, frames_of(train), yaws=(50.0,), max_frames=1, size=64, face_only=False)
+    torch.testing.assert_close(face.coverage, bald.coverage)
+    assert (bald.weight == 1).all()
+    inside = face.coverage[0] > 0.99
+    assert (face.weight[0][inside] == 1).all()
+    outside = face.coverage[0] == 0
+    cols = torch.nonzero(face.coverage[0].sum(0) > 0)[:, 0]
+    left, right = face.weight[0][:, :int(cols.min())], face.weight[0][:, int(cols.max()) + 1:]
+    # turned by +50 degrees the face is on one side of the image, the back of the head on the other
+    # (beside the face; above and below it the scalp and the neck are nearer)
+    back, front = sorted((float(left.mean()), float(right.mean())))
+    assert back == 0.0 and front > 0.5
+    assert 0.2 < float(face.weight[0][outside].mean()) < 0.8
 
 
 def test_smoothing_pairs_are_uv_neighbours_and_weigh_the_less_seen(capture):
