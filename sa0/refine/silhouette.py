@@ -16,6 +16,7 @@ outside the scalp, the back of the head and the neck the Gaussians may hold hair
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ from sa0.head import HeadModel
 from sa0.render.api import render
 from sa0.render.mesh import rasterize
 from sa0.types import Cameras, LocalGaussians
+
+log = logging.getLogger(__name__)
 
 # MediaPipe Face Mesh ids: outer eye corners (subject's right, left), mouth corners (right, left)
 EYE_OUTER = (33, 263)
@@ -106,15 +109,20 @@ def _view_matte(frag, zone_faces: np.ndarray | None, rh: int, rw: int, ss: int) 
 
 def novel_masks(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
                 yaws=(-50.0, -25.0, 25.0, 50.0), max_frames: int = 12, size: int = 256,
-                supersample: int = 3, face_only: bool = True) -> NovelMasks:
+                supersample: int = 3, face_only: bool = True) -> NovelMasks | None:
     """Silhouettes of the posed mesh (verts (T, V, 3)) from orbited training cameras (mesh rasteriser),
-    at most `size` pixels on the longer side (the training frame's size if smaller)."""
+    at most `size` pixels on the longer side (the training frame's size if smaller). None (warned)
+    when face_only and the head's embedding cannot place the face."""
     picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round()]
     h, w = clip.image_size
     scale = min(1.0, size / max(h, w))
     rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
     faces = head.faces.cpu().numpy()
     zone = face_vertices(head, verts[picks[0][0]]) if face_only else None
+    if face_only and zone is None:
+        log.warning("silhouette term off: %s's landmark embedding has no eye and mouth corners to find the face "
+                    "by (set unseen_silhouette_face_only=false for the whole-head matte)", head.model_dir)
+        return None
     zone_faces = zone[faces].mean(1) >= 0.5 if zone is not None else None
     steps, views, Ks, coverage, weight = [], [], [], [], []
     for t, c in picks:

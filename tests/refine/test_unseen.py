@@ -71,7 +71,7 @@ def test_face_zone_is_the_front_of_the_face_on_any_pose(capture):
     assert (face_vertices(head, turned) == zone).mean() > 0.999  # measured from the head's own landmarks
 
 
-def test_face_only_matte_counts_outside_pixels_in_front_of_the_face_only(capture):
+def test_face_only_matte_counts_the_face_and_the_pixels_in_front_of_it(capture):
     head, train = capture.head, capture.train
     verts = head.pose_track(train.flame.as_dict())
     face = novel_masks(head, verts, train, frames_of(train), yaws=(50.0,), max_frames=1, size=64)
@@ -79,7 +79,7 @@ def test_face_only_matte_counts_outside_pixels_in_front_of_the_face_only(capture
     torch.testing.assert_close(face.coverage, bald.coverage)
     assert (bald.weight == 1).all()
     inside = face.coverage[0] > 0.99
-    assert (face.weight[0][inside] == 1).all()
+    assert 0.1 < float(face.weight[0][inside].mean()) < 0.9  # the face counts, the scalp and neck do not
     outside = face.coverage[0] == 0
     cols = torch.nonzero(face.coverage[0].sum(0) > 0)[:, 0]
     left, right = face.weight[0][:, :int(cols.min())], face.weight[0][:, int(cols.max()) + 1:]
