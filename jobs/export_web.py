@@ -12,17 +12,15 @@ folder on 127.0.0.1 (ES modules need a server, not file://).
 
 import sys
 
-from sa0.cli import Flag, JobSpec, parse_job
+from sa0.cli import JobSpec, Use, parse_job
 from sa0.export.job import PLAY_FLAGS, run_web_job, web_job
 
 SPEC = JobSpec(
     doc=__doc__,
     recipes={"default": web_job},
-    shared={"avatar": "avatar", "shards": "shards", "out": "out", "head": "head", "uv_resolution": "uv_resolution"},
-    flags=PLAY_FLAGS + (
-        Flag(("--serve",), "serve", "serve the folder after writing it", switch=True),
-        Flag(("--port",), "port", "port for --serve"),
-    ),
+    shared={"avatar": "avatar", "shards": "shards", "out": "out", "head": "head", "uv_resolution": "uv_resolution",
+            "serve": Use("serve", help="serve the folder after writing it"), "port": Use("port", help="port for --serve")},
+    flags=PLAY_FLAGS,
     required=("avatar",),
 )
 

@@ -27,9 +27,8 @@ from sa0.track.job import TrackJob, photometric_items, prepare_track, run_track_
 SPEC = JobSpec(
     doc=__doc__,
     recipes={"default": TrackJob},
-    shared={"out": "out", "head": "flame.model_dir"},
+    shared={"out": "out", "head": "flame.model_dir", "video": "video"},
     flags=(
-        Flag(("--video",), "video", "a video file (mp4, mov, webm, ...)", path=True),
         Flag(("--images",), "images", "photo files or folders of photos (one subject)", nargs="+", path=True,
              metavar="PATH"),
         Flag(("--size",), "track.size", "crop side in pixels"),

@@ -66,6 +66,9 @@ SHARED: dict[str, Flag] = {
                                "refused)"),
     "steps": Flag(("--steps",), help="optimisation steps per subject"),
     "format": Flag(("--format",), help="file format"),
+    "video": Flag(("--video",), path=True, help="a video file (mp4, mov, webm, ...)"),
+    "serve": Flag(("--serve",), switch=True, help="serve on 127.0.0.1"),
+    "port": Flag(("--port",), help="port on 127.0.0.1"),
 }
 
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.py"))
 # the least each job needs for --print-config (required inputs)
 MINIMAL = {"refine_batch": ["--subjects", "a"], "tune_antispike": ["--subjects", "a"],
-           "export_web": ["--avatar", "x.npz"], "reenact": ["--avatar", "x.npz"], "export": ["--avatar", "x.npz"]}
+           "export_web": ["--avatar", "x.npz"], "reenact": ["--avatar", "x.npz"], "export": ["--avatar", "x.npz"],
+           "drive": ["--avatar", "x.npz", "--video", "v.mp4"]}
 
 
 def _job(name: str):

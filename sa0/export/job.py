@@ -82,7 +82,7 @@ def _open(job: PlayJob) -> tuple[AvatarPackage, str, list[str]]:
 
 
 @contextlib.contextmanager
-def _opened(job: PlayJob):
+def opened(job: PlayJob):
     """-> (package, head, driver clip); ValueError for bad input."""
     from sa0.flame import FlameFileError
     from sa0.refine.subjects import BadInput, driver_clip
@@ -102,7 +102,7 @@ def run_web_job(job: PlayJob) -> int:
     from sa0.export.web import export_site
 
     try:
-        with _opened(job) as (package, head, clip):
+        with opened(job) as (package, head, clip):
             site = export_site(package, head, clip, job.out, camera=job.camera, fps=job.fps)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -125,7 +125,7 @@ def run_reenact_job(job: PlayJob) -> int:
     from sa0.export.reenact import reenact_frames, write_video
 
     try:
-        with _opened(job) as (package, head, clip):
+        with opened(job) as (package, head, clip):
             frames = reenact_frames(package, head, clip, camera=job.camera)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -176,7 +176,7 @@ def run_export_job(job: ExportJob) -> int:
 
     out = _export_out(job)
     try:
-        with _opened(job) as (package, head, clip):
+        with opened(job) as (package, head, clip):
             if job.sequence:
                 written = write_sequence(package, head, clip, out, job.format, job.fps)
                 size = sum(p.stat().st_size for p in written.iterdir())

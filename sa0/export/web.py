@@ -43,7 +43,7 @@ from sa0.fsutil import replace_dir
 from sa0.head import HeadModel
 
 SITE_FORMAT, SITE_VERSION = "sa0-web", 1
-PAGE_FILES = ("index.html", "viewer.js")
+PAGE_FILES = ("index.html", "viewer.js", "live.js")
 DATA_FILES = ("gaussians.bin", "faces.bin", "motion.bin")
 
 

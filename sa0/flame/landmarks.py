@@ -121,8 +121,8 @@ class LandmarkLayer(torch.nn.Module):
         self.num_shape, self.num_expression = flame.num_shape, flame.num_expression
         self.ids = embedding.ids.copy()
 
-    def forward_with_joints(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> landmarks (B, L, 3) and joints (B, 5, 3), translated (as FlameLayer.forward_with_joints)."""
+    def _skin(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> posed-before-skinning vertices (B, U, 3), per-vertex transforms (B, U, 4, 4), joints (B, 5, 3)."""
         dtype = self.v_template.dtype
         betas = torch.cat((params.shape, params.expression), dim=-1).to(dtype)
         pose = torch.cat((params.global_rot, params.neck, params.jaw, params.eyes), dim=-1).to(dtype)
@@ -134,10 +134,26 @@ class LandmarkLayer(torch.nn.Module):
         v_posed = v_shaped + ((rot[:, 1:] - eye).reshape(batch, -1) @ self.posedirs).reshape(batch, -1, 3)
         posed_joints, transforms = batch_rigid_transform(rot, joints, self.parents, dtype=dtype)
         per_vertex = torch.einsum("vj,bjmn->bvmn", self.lbs_weights, transforms)
+        return v_posed, per_vertex, posed_joints
+
+    def forward_with_joints(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> landmarks (B, L, 3) and joints (B, 5, 3), translated (as FlameLayer.forward_with_joints)."""
+        v_posed, per_vertex, posed_joints = self._skin(params)
         verts = (per_vertex[..., :3, :3] @ v_posed[..., None])[..., 0] + per_vertex[..., :3, 3]
-        offset = params.translation.to(dtype)[:, None, :]
+        offset = params.translation.to(v_posed.dtype)[:, None, :]
         landmarks = (verts[:, self.corners] * self.bary[:, :, None]).sum(2)
         return landmarks + offset, posed_joints + offset
+
+    def expression_jacobian(self, params: FlameParams) -> torch.Tensor:
+        """d landmarks / d expression, (B, L, 3, E), with the joints held where `params` put them
+        (expression moves FLAME's joints only through the joint regressor: a small term left out).
+        Expression enters before skinning and linearly, so each column is the skinned expression
+        direction: the live fit's Jacobian without a pass per coefficient (tested against finite
+        differences of forward)."""
+        _, per_vertex, _ = self._skin(params)
+        dirs = self.shapedirs[:, :, self.num_shape:]  # (U, 3, E)
+        moved = per_vertex[..., :3, :3] @ dirs  # (B, U, 3, E)
+        return (moved[:, self.corners] * self.bary[None, :, :, None, None]).sum(2)
 
     def forward(self, params: FlameParams) -> torch.Tensor:
         return self.forward_with_joints(params)[0]

@@ -19,13 +19,16 @@ WORKER = Path(__file__).with_name("mediapipe_worker.py")
 
 class MediaPipeDetector:
     """static=True: every frame on its own (portraits); False: MediaPipe tracks across frames (video).
-    Its chatter goes to `log` (a file path; default a temporary file)."""
+    matte=False: landmarks only (no segmentation; live driving). Its chatter goes to `log` (a file
+    path; default a temporary file). `send` then `receive` is `detect` in two halves, so a caller can
+    work on the previous frame while the worker detects the next."""
 
-    def __init__(self, static: bool = True, log: str | None = None):
+    def __init__(self, static: bool = True, log: str | None = None, matte: bool = True):
         python = env_python()
         self.log_path = log or tempfile.mkstemp(prefix="sa0-mediapipe-", suffix=".log")[1]
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(python), str(WORKER), "--static", str(int(static))], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([str(python), str(WORKER), "--static", str(int(static)),
+                                      "--matte", str(int(matte))], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log)
         ready = self._line()
         if not ready.get("ready"):
@@ -46,11 +49,19 @@ class MediaPipeDetector:
         return data
 
     def detect(self, image: np.ndarray) -> Detection:
+        return self.receive(self.send(image))
+
+    def send(self, image: np.ndarray) -> tuple[int, int]:
+        """Hand the worker one frame; -> its (height, width), for `receive`."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
         h, w = image.shape[:2]
         self.proc.stdin.write((json.dumps({"h": h, "w": w}) + "\n").encode())
         self.proc.stdin.write(image.tobytes())
         self.proc.stdin.flush()
+        return h, w
+
+    def receive(self, size: tuple[int, int]) -> Detection:
+        h, w = size
         header = self._line()
         faces = [np.frombuffer(self._read(NUM_LANDMARKS * 2 * 4), np.float32).reshape(NUM_LANDMARKS, 2).copy()
                  for _ in range(header["faces"])]

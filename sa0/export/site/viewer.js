@@ -234,12 +234,24 @@ class Viewer {
     for (let i = 0; i < n; i++) {
       for (let k = 0; k < 3; k++) this.frameVerts[4 * i + k] = low[k] + (data.motion[off + 3 * i + k] / 65535) * (high[k] - low[k]);
     }
+    this.uploadVerts();
+    this.loadedFrame = frame;
+  }
+
+  setVertices(xyz) {  // live mode: world positions (V * 3 floats) replace the recorded motion
+    for (let i = 0; i < this.meta.vertices; i++) {
+      for (let k = 0; k < 3; k++) this.frameVerts[4 * i + k] = xyz[3 * i + k];
+    }
+    this.uploadVerts();
+    this.live = true;
+  }
+
+  uploadVerts() {
     const gl = this.gl;
     this.verts.padded.set(this.frameVerts);
     gl.activeTexture(gl.TEXTURE2);
     gl.bindTexture(gl.TEXTURE_2D, this.verts.texture);
     gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, WIDTH, this.verts.rows, gl.RGBA, gl.FLOAT, this.verts.padded);
-    this.loadedFrame = frame;
   }
 
   view() {
@@ -285,7 +297,7 @@ class Viewer {
 
   draw() {
     const { gl, meta } = this;
-    if (this.loadedFrame !== this.frame) this.decodeFrame(this.frame);
+    if (!this.live && this.loadedFrame !== this.frame) this.decodeFrame(this.frame);
     const { view, K } = this.view();
     this.sortBackToFront(view);
     gl.bindBuffer(gl.ARRAY_BUFFER, this.orderBuffer);
@@ -373,7 +385,13 @@ function start(viewer) {
   };
   redraw();  // the first frame exists before the page reports itself ready
   requestAnimationFrame(tick);
+  const live = params.get("live") ? { stats: null, drop: null } : null;
+  if (live) {  // ?live=1: poses arrive over a WebSocket (jobs/drive.py --serve); live.js
+    setPlaying(false);
+    import("./live.js").then((m) => Object.assign(live, m.connectLive(viewer, (frame) => { state.frame = frame; state.dirty = true; })));
+  }
   return {
+    live,
     meta, state, accumulation: viewer.accumulation, scale: viewer.scale,
     setFrame: (k) => { setPlaying(false); setFrame(k); redraw(); },
     play: () => setPlaying(true), pause: () => setPlaying(false),

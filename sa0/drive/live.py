@@ -1,0 +1,182 @@
+"""The live link: the newest posed frame, served to the browser viewer over a WebSocket.
+
+`FrameHub` holds only the newest frame (a producer thread publishes, frames it replaces before a
+page took them are dropped: a slow page always gets the present, never a queue). `LiveServer` serves
+the viewer folder and `/live` on 127.0.0.1 (aiohttp, in its own thread). Per connection the page
+says `{"ready": true}`, and after posing each frame `{"posed": k}`; each of those is answered with
+the newest frame it has not had, so one frame is in flight per page. A frame is a binary message:
+uint32 frame index, float32 the server's median latency so far (ms), uint32 vertex count V, uint32
+0, then V x 3 float32 world positions (sa0's world, as motion.bin's). When the source ends the
+page gets the JSON `{"end": true, ...}`. Latency of frame k: from its read (before detection) to
+the page's `posed` for it, on the server's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class HubStats:
+    """produced: frames published; sent / posed: frame indices sent to and posed by pages; latency_ms:
+    per posed frame; read_at: index -> read time (perf_counter seconds)."""
+
+    produced: int = 0
+    sent: list[int] = field(default_factory=list)
+    posed: list[int] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    read_at: dict[int, float] = field(default_factory=dict)
+
+
+class FrameHub:
+    """Thread-safe newest-frame slot; waiters are woken in the server's event loop."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._newest: tuple[int, bytes] | None = None
+        self._ended = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
+        self.stats = HubStats()
+        self.page = threading.Event()  # set when a page first connects
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop, self._changed = loop, asyncio.Event()
+
+    def _wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._changed.set)
+
+    def publish(self, index: int, read_at: float, verts: np.ndarray) -> None:
+        verts = np.ascontiguousarray(verts, np.float32)
+        with self._lock:
+            self._newest = (index, verts.tobytes())
+            self.stats.produced += 1
+            self.stats.read_at[index] = read_at
+        self._wake()
+
+    def end(self) -> None:
+        with self._lock:
+            self._ended = True
+        self._wake()
+
+    def posed(self, index: int) -> None:
+        with self._lock:
+            read = self.stats.read_at.get(index)
+            if read is not None and index not in self.stats.posed:
+                self.stats.posed.append(index)
+                self.stats.latency_ms.append((time.perf_counter() - read) * 1000)
+
+    def median_latency(self) -> float:
+        with self._lock:
+            return float(np.median(self.stats.latency_ms)) if self.stats.latency_ms else float("nan")
+
+    async def next_after(self, last: int) -> tuple[int, bytes] | None:
+        """The newest frame with index > last; None once the source has ended and none is newer."""
+        while True:
+            with self._lock:
+                if self._newest is not None and self._newest[0] > last:
+                    return self._newest
+                if self._ended:
+                    return None
+                self._changed.clear()
+            await self._changed.wait()
+
+
+def frame_message(index: int, payload: bytes, latency_ms: float) -> bytes:
+    return struct.pack("<IfII", index, latency_ms, len(payload) // 12, 0) + payload
+
+
+class LiveServer:
+    """Serves `site` (the viewer folder) and `/live` at http://127.0.0.1:port in a background thread.
+    port 0 picks a free one (see `.port` after start)."""
+
+    def __init__(self, site, hub: FrameHub, port: int = 0, hello: dict | None = None):
+        self.site, self.hub, self.port, self.hello = Path(site), hub, port, hello or {}
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _live(self, request):
+        from aiohttp import WSMsgType, web
+
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"hello": True, **self.hello}))
+        self.hub.page.set()
+        last = -1
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            said = json.loads(msg.data)
+            if "posed" in said:
+                self.hub.posed(int(said["posed"]))
+            frame = await self.hub.next_after(last)
+            if frame is None:
+                await ws.send_str(json.dumps({"end": True, "posed": len(self.hub.stats.posed)}))
+                continue
+            last = frame[0]
+            self.hub.stats.sent.append(last)
+            await ws.send_bytes(frame_message(last, frame[1], self.hub.median_latency()))
+        return ws
+
+    async def _main(self):
+        from aiohttp import web
+
+        self._loop = asyncio.get_running_loop()
+        self.hub.attach(self._loop)
+        app = web.Application()
+        app.router.add_get("/live", self._live)
+        app.router.add_get("/", lambda _: web.FileResponse(self.site / "index.html"))
+        app.router.add_static("/", self.site)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
+        self._stop = asyncio.Event()
+        self._started.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def _run(self):
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._started.set()
+
+    def start(self) -> "LiveServer":
+        self._thread = threading.Thread(target=self._run, name="sa0-live", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+        if self._error is not None:
+            raise OSError(f"live server on 127.0.0.1:{self.port} could not start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
