@@ -54,15 +54,16 @@ class DriveJob:
 
     @property
     def source(self) -> str:
-        return next(name for name in SOURCES if getattr(self, name) not in (None, ""))
+        return next((name for name in SOURCES if getattr(self, name) not in (None, "")), "sliders")
 
 
 def one_source(job: DriveJob) -> DriveJob:
-    """The job if it names exactly one source (JobSpec.prepare); ValueError naming the flags."""
+    """The job if it names at most one source, and one unless it serves (the page's sliders alone)
+    (JobSpec.prepare); ValueError naming the flags."""
     chosen = [name for name in SOURCES if getattr(job, name) not in (None, "")]
-    if len(chosen) != 1:
-        raise ValueError(f"give exactly one of --camera, --video, --arkit, --params (got "
-                         f"{', '.join('--' + c for c in chosen) or 'none'})")
+    if len(chosen) > 1 or (not chosen and not job.serve):
+        raise ValueError(f"give one of --camera, --video, --arkit, --params, or --serve alone for the viewer's "
+                         f"sliders (got {', '.join('--' + c for c in chosen) or 'none'})")
     return job
 
 
@@ -105,6 +106,9 @@ def _frames(job: DriveJob, head, package, counts, realtime: bool):
     from sa0.track.fit import FitConfig
 
     name = head_name(head.model_dir)
+    if job.source == "sliders":  # nothing streams: the page's sliders pose the avatar
+        yield 25.0, iter(())
+        return
     if job.source in ("arkit", "params"):
         if job.source == "arkit":
             facts = IctFacts.read(head.model_dir) if is_ict(head.model_dir) else None
@@ -149,20 +153,30 @@ def _serve_and_drive(job: DriveJob, package, head, clip, frames, counts, record)
     from sa0.drive.pipeline import Poser, drive
     from sa0.export.web import export_site
 
-    hub = FrameHub()
+    hub, poser, sliders = FrameHub(), Poser(head), _sliders(head, package)
     with tempfile.TemporaryDirectory(prefix="sa0-drive-") as tmp:
         site = export_site(package, head, clip, job.out or Path(tmp) / "site")
-        hello = {"frame": int(package.meta.get("reference_frame", 0)), "subject": package.meta.get("subject")}
-        with LiveServer(site, hub, job.port, hello) as server:
+        hello = {"frame": int(package.meta.get("reference_frame", 0)), "subject": package.meta.get("subject"),
+                 "controls": sliders.controls}
+        on_set = lambda values: hub.publish_next(time.perf_counter(), poser(sliders.params(values)))  # noqa: E731
+        with LiveServer(site, hub, job.port, hello, on_set) as server:
             print(f"live: open {server.url}/?live=1  (Ctrl-C stops)", flush=True)
-            if job.source != "camera":  # a recorded source starts when someone watches; a camera is live
+            if job.source not in ("camera", "sliders"):  # a recorded source starts when someone watches
                 print("waiting for a page to connect", flush=True)
                 hub.page.wait()
-            seconds = _timed_drive(lambda: drive(frames, Poser(head), hub.publish, counts, record))
+            seconds = _timed_drive(lambda: drive(frames, poser, hub.publish, counts, record))
             hub.end()
             print(f"source ended: {_summary(counts, seconds, hub)}", flush=True)
             _linger(job.linger)
     return seconds, hub
+
+
+def _sliders(head, package):
+    from sa0.drive.sliders import Sliders
+    from sa0.heads.ict import IctFacts, is_ict
+
+    facts = IctFacts.read(head.model_dir) if is_ict(head.model_dir) else None
+    return Sliders(head.flame.num_shape, head.flame.num_expression, package.shape, facts)
 
 
 def _timed_drive(run) -> float:

@@ -8,7 +8,9 @@ the newest frame it has not had, so one frame is in flight per page. A frame is 
 uint32 frame index, float32 the server's median latency so far (ms), uint32 vertex count V, uint32
 0, then V x 3 float32 world positions (sa0's world, as motion.bin's). When the source ends the
 page gets the JSON `{"end": true, ...}`. Latency of frame k: from its read (before detection) to
-the page's `posed` for it, on the server's clock.
+the page's `posed` for it, on the server's clock. The hello may list `controls` (sliders: name,
+min, max); the page then sends `{"set": {name: value}}` as one moves, which the server poses
+(`on_set`) and publishes as the next frame.
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ class FrameHub:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 
+    def publish_next(self, read_at: float, verts: np.ndarray) -> int:
+        """Publish as the frame after the newest (the sliders' poses); -> its index."""
+        with self._lock:
+            index = self._newest[0] + 1 if self._newest is not None else 0
+        self.publish(index, read_at, verts)
+        return index
+
     def publish(self, index: int, read_at: float, verts: np.ndarray) -> None:
         verts = np.ascontiguousarray(verts, np.float32)
         with self._lock:
@@ -100,8 +109,9 @@ class LiveServer:
     """Serves `site` (the viewer folder) and `/live` at http://127.0.0.1:port in a background thread.
     port 0 picks a free one (see `.port` after start)."""
 
-    def __init__(self, site, hub: FrameHub, port: int = 0, hello: dict | None = None):
+    def __init__(self, site, hub: FrameHub, port: int = 0, hello: dict | None = None, on_set=None):
         self.site, self.hub, self.port, self.hello = Path(site), hub, port, hello or {}
+        self.on_set = on_set  # the page's sliders: {"set": {name: value}} -> on_set(values), which publishes
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,6 +133,8 @@ class LiveServer:
             if msg.type != WSMsgType.TEXT:
                 continue
             said = json.loads(msg.data)
+            if "set" in said and self.on_set is not None:  # a slider moved: pose it off the event loop
+                await asyncio.get_running_loop().run_in_executor(None, self.on_set, dict(said["set"]))
             if "posed" in said:
                 self.hub.posed(int(said["posed"]))
             frame = await self.hub.next_after(last)

@@ -1,8 +1,9 @@
 """jobs/drive.py --video --serve with the viewer open in headless Chromium: the page shows the video's
-expression as its frames arrive (a closed mouth, then an open one), and a dropped WebSocket reconnects
-and carries on."""
+expression as its frames arrive (a closed mouth, then an open one), a dropped WebSocket reconnects
+and carries on, and after the video the page's jawOpen slider opens and closes the mouth."""
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ def live(tmp_path_factory):
     made = make_avatar(root, head_dir=ict_dir())
     video = _talking_head_video(root / "talk.mp4", made["head"])
     proc = subprocess.Popen([sys.executable, "jobs/drive.py", "--avatar", str(made["avatar"]), "--shards",
-                             str(made["shards"]), "--video", str(video), "--serve", "--port", "0", "--linger", "3",
+                             str(made["shards"]), "--video", str(video), "--serve", "--port", "0", "--linger", "120",
                              "--record", str(root / "motion.npz")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -61,6 +62,16 @@ def live(tmp_path_factory):
 SNAPSHOT = """(async () => { const v = await window.sa0viewer.ready; v.setFrame(v.state.frame);
   const s = v.live.stats; return { last: s.last, frames: s.frames, reconnects: s.reconnects, ended: s.ended,
   px: v.pixels() }; })()"""
+
+
+def _slide(page, value: float, count: int) -> dict:
+    """Move the jawOpen slider, wait for the pose the server sends back, snapshot."""
+    page.evaluate(f"""(() => {{ const el = document.querySelector('#sliders input[name=jawOpen]');
+        el.value = {value}; el.dispatchEvent(new Event('input')); }})()""")
+    page.wait_for_function(f"window.sa0viewer.live.stats.sliderMs.length >= {count}", timeout=30_000)
+    shot = page.evaluate(SNAPSHOT)
+    shot["ms"] = page.evaluate(f"window.sa0viewer.live.stats.sliderMs[{count - 1}]")
+    return shot
 
 
 def _image(shot) -> np.ndarray:
@@ -86,6 +97,7 @@ def test_the_page_shows_the_videos_mouth_as_it_plays_and_survives_a_dropped_sock
                                f">= {CLOSED + 3}", timeout=60_000)
         opened = page.evaluate(SNAPSHOT)
         page.wait_for_function("window.sa0viewer.live.stats.ended", timeout=60_000)
+        slid = [_slide(page, value, count) for count, value in enumerate((1.0, 0.0), 1)]
     a, b = _image(closed).astype(float), _image(opened).astype(float)
     diff = np.abs(a - b).sum(-1)
     h, w = diff.shape
@@ -93,6 +105,13 @@ def test_the_page_shows_the_videos_mouth_as_it_plays_and_survives_a_dropped_sock
     # the page's picture changed where the mouth is (measured 19-22; the live fit also turns the head by up to
     # ~3 degrees as this video's mouth opens, so the forehead changes too: 9-23)
     assert mouth > 10, mouth
+    # the sliders, posed on the server after the video ended: jawOpen 1 then 0
+    slider_mouth = np.abs(_image(slid[0]).astype(float) - _image(slid[1]).astype(float)).sum(-1)
+    assert slider_mouth[int(0.5 * h):int(0.8 * h), int(0.35 * w):int(0.75 * w)].mean() > 10
+    assert slider_mouth[: int(0.3 * h)].mean() < 1.0  # the sliders move the face, not the head
+    assert all(0 < s["ms"] < 5000 for s in slid), [s["ms"] for s in slid]
+    print(f"slider -> posed frame back in the page: {[round(s['ms']) for s in slid]} ms")
+    proc.send_signal(signal.SIGINT)  # ends the linger; the job writes its record
     out = proc.communicate(timeout=60)[0]
     assert "source ended" in out and "0 without a face" in out, out
     # what the page was sent, frame by frame: the jaw of the video's frame

@@ -5,8 +5,29 @@
 // A dropped connection is retried every half second.
 
 export function connectLive(viewer, posed) {  // -> { stats, drop }: drop() closes the socket (as a network would)
-  const stats = { connected: false, frames: 0, last: -1, latencyMs: NaN, reconnects: 0, ended: false, firstAt: 0 };
-  let socket = null;
+  const stats = { connected: false, frames: 0, last: -1, latencyMs: NaN, reconnects: 0, ended: false, firstAt: 0,
+                  sliderMs: [] };
+  let socket = null, setAt = null;
+  // the head's sliders (the server's hello lists them): each move is posed on the server and comes back as a frame
+  const sliders = (controls) => {
+    const box = document.createElement("div");
+    box.id = "sliders";
+    box.style.cssText = "display:flex;gap:12px;flex-wrap:wrap;justify-content:center";
+    for (const c of controls) {
+      const label = document.createElement("label");
+      const input = Object.assign(document.createElement("input"), { type: "range", min: c.min, max: c.max,
+                                                                      step: (c.max - c.min) / 100, value: c.min });
+      input.name = c.name;
+      input.oninput = () => {
+        if (!socket || socket.readyState !== WebSocket.OPEN) return;
+        setAt = performance.now();
+        socket.send(JSON.stringify({ set: { [c.name]: Number(input.value) } }));
+      };
+      label.append(`${c.name} `, input);
+      box.append(label);
+    }
+    document.querySelector("main").append(box);
+  };
   const label = document.getElementById("live");
   if (label) label.hidden = false;
   const show = (text) => { if (label) label.textContent = text; };
@@ -19,6 +40,7 @@ export function connectLive(viewer, posed) {  // -> { stats, drop }: drop() clos
       if (typeof event.data === "string") {
         const said = JSON.parse(event.data);
         if (said.hello && Number.isInteger(said.frame)) posed(Math.min(said.frame, viewer.meta.frames - 1));
+        if (said.hello && said.controls && !document.getElementById("sliders")) sliders(said.controls);
         if (said.end) { stats.ended = true; show(`live: source ended after ${stats.frames} frames`); }
         return;
       }
@@ -26,6 +48,7 @@ export function connectLive(viewer, posed) {  // -> { stats, drop }: drop() clos
       const index = head.getUint32(0, true), latency = head.getFloat32(4, true), count = head.getUint32(8, true);
       if (count !== viewer.meta.vertices) { show(`live: ${count} vertices, this avatar has ${viewer.meta.vertices}`); return; }
       viewer.setVertices(new Float32Array(event.data, 16, count * 3));
+      if (setAt !== null) { stats.sliderMs.push(performance.now() - setAt); setAt = null; }
       if (!stats.frames) stats.firstAt = performance.now();
       stats.frames++; stats.last = index; stats.latencyMs = latency;
       posed(viewer.frame);
