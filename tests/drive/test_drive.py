@@ -182,3 +182,21 @@ def test_drive_records_an_arkit_take_and_plays_the_recording_back(avatars, tmp_p
     synth = avatars["synthetic"]
     assert _drive(["--avatar", str(synth["avatar"]), "--params", str(tmp_path / "m.npz")]) == 2
     assert f"parameters for the {ICT_NAME} head; this avatar's head is synthetic" in capsys.readouterr().err
+
+
+def test_sliders_move_what_they_name(ict):
+    from sa0.drive.sliders import Sliders
+
+    head, names = ict
+    facts = IctFacts.read()
+    sliders = Sliders(head.flame.num_shape, head.flame.num_expression, np.zeros(100), facts)
+    assert [c["name"] for c in sliders.controls][:2] == ["jawOpen", "smile"]
+    smile = sliders.params({"smile": 2.0, "nonsense": 1.0})  # clipped to 1; unknown names ignored
+    expr = smile.expression[0]
+    assert expr[names.index("mouthSmile_L")] == 1 and expr[names.index("mouthSmile_R")] == 1
+    assert float(expr.abs().sum()) == 2 and float(smile.jaw.abs().sum()) == 0
+    opened = sliders.params({"jawOpen": 1.0, "smile": 0.0})
+    np.testing.assert_allclose(opened.jaw[0].numpy(), facts.jaw_axis * facts.jaw_open_angle, rtol=1e-6)
+    other = Sliders(10, 10, np.zeros(10), None)
+    assert [c["name"] for c in other.controls] == ["jaw"]
+    assert float(other.params({"jaw": 0.3}).jaw[0, 0]) == pytest.approx(0.3)
