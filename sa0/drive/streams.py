@@ -222,3 +222,22 @@ def _read_npz(path: Path, keys: dict[str, str]) -> dict[str, np.ndarray]:
             if found[k].shape[1] != width:
                 raise DriveError(f"{path}: field '{k}' has {found[k].shape[1]} values per frame, expected {width}")
     return found
+
+
+def motion_clip_like(motion: Motion, like, frame: int, shape: np.ndarray):
+    """A Clip that plays `motion` (drive.py's record, or any read_params input) for the players
+    (export_web, reenact, export): every timestep seen by `like`'s camera at `frame` (the avatar's
+    own clip and reference frame), the identity `shape`, no translation (as drive.py poses it). The
+    images are a read-only broadcast of that frame (the players read only their size)."""
+    import dataclasses
+
+    from sa0.data.schema import FlameTrack
+
+    t = motion.num_frames
+    rep = lambda a: np.broadcast_to(a[frame:frame + 1], (t,) + a.shape[1:])  # noqa: E731
+    params = {k: v for k, v in motion.params.items()}
+    params["translation"] = np.zeros_like(params["translation"])
+    track = FlameTrack(shape=np.repeat(np.asarray(shape, np.float32)[None], t, 0), **params)
+    return dataclasses.replace(like, images=rep(like.images), mattes=rep(like.mattes), viewmats=rep(like.viewmats),
+                               Ks=rep(like.Ks), face_boxes=rep(like.face_boxes), flame=track,
+                               meta=dataclasses.replace(like.meta, subject=f"{like.meta.subject} ({Path(motion.source).name})"))

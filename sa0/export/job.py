@@ -21,6 +21,7 @@ PLAY_FLAGS = (
     Flag(("--driver",), "driver", "subject whose motion plays (default: the avatar's own)"),
     Flag(("--camera",), "camera", "the driver clip's camera"),
     Flag(("--fps",), "fps", "frames per second"),
+    Flag(("--motion",), "motion", "a recorded motion (drive.py --record) to play instead of the driver's clip", path=True),
 )
 
 
@@ -28,7 +29,8 @@ PLAY_FLAGS = (
 class PlayJob:
     """avatar: avatar.npz from refine_batch.py. driver: the subject whose motion plays (None: the
     avatar's own). shards: where to find it (empty: the avatar's own, else ./data). head: a
-    FLAME directory for a FLAME avatar (others are recorded). camera: the driver clip's camera."""
+    FLAME directory for a FLAME avatar (others are recorded). camera: the driver clip's camera.
+    motion: a recorded motion (drive.py --record) played instead, seen by the avatar's own camera."""
 
     avatar: str = ""
     driver: str | None = None
@@ -37,6 +39,7 @@ class PlayJob:
     head: str | None = None
     camera: int = 0
     fps: int = 25
+    motion: str = ""
     serve: bool = False
     port: int = 8000
     uv_resolution: int | None = None
@@ -91,9 +94,21 @@ def opened(job: PlayJob):
     try:
         clip = driver_clip(driver, shards)
         with package_head(package, job.head) as head:
+            if job.motion:
+                clip = _recorded(job.motion, head, clip, package)
             yield package, head, clip
     except (BadInput, FlameFileError) as exc:
         raise ValueError(str(exc)) from None
+
+
+def _recorded(path: str, head, own_clip, package):
+    """The clip that plays a recorded motion, seen by the avatar's own camera at its reference frame."""
+    from sa0.drive.streams import motion_clip_like, read_params
+    from sa0.heads import head_name
+
+    motion = read_params(path, head_name(head.model_dir), head.flame.num_expression)
+    frame = min(int(package.meta.get("reference_frame", 0)), own_clip.num_timesteps - 1)
+    return motion_clip_like(motion, own_clip, frame, package.shape)
 
 
 def run_web_job(job: PlayJob) -> int:
@@ -151,6 +166,7 @@ class ExportJob:
     frame: int | None = None
     sequence: bool = False
     fps: float = 25.0
+    motion: str = ""
     uv_resolution: int | None = None
 
     def __post_init__(self):

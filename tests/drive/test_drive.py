@@ -200,3 +200,27 @@ def test_sliders_move_what_they_name(ict):
     other = Sliders(10, 10, np.zeros(10), None)
     assert [c["name"] for c in other.controls] == ["jaw"]
     assert float(other.params({"jaw": 0.3}).jaw[0, 0]) == pytest.approx(0.3)
+
+
+def test_a_recorded_motion_plays_in_reenact_export_and_the_web_page(avatars, tmp_path, capsys):
+    import json as jsonlib
+    import subprocess
+    import sys
+
+    ict = avatars["ict"]
+    take = _csv(tmp_path / "take.csv", [{"JawOpen": w} for w in (0.0, 0.5, 1.0)])
+    assert _drive(["--avatar", str(ict["avatar"]), "--arkit", str(take), "--record", str(tmp_path / "m.npz")]) == 0
+    root = Path(__file__).resolve().parents[2]
+    common = ["--avatar", str(ict["avatar"]), "--shards", str(ict["shards"]), "--motion", str(tmp_path / "m.npz")]
+    for job, extra in (("reenact", ["--out", str(tmp_path / "r.mp4")]), ("export_web", ["--out", str(tmp_path / "site")]),
+                       ("export", ["--sequence", "--format", "ply", "--out", str(tmp_path / "seq")])):
+        done = subprocess.run([sys.executable, f"jobs/{job}.py", *common, *extra], cwd=root, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, (job, done.stderr[-2000:])
+    assert "3 frames" in done.stdout
+    assert jsonlib.loads((tmp_path / "site" / "avatar.json").read_text())["frames"] == 3
+    from plyfile import PlyData
+
+    first, last = (PlyData.read(str(p))["vertex"] for p in sorted((tmp_path / "seq").glob("*.ply"))[::2])
+    moved = np.hypot(np.asarray(first["y"]) - np.asarray(last["y"]), np.asarray(first["z"]) - np.asarray(last["z"]))
+    assert moved.max() > 0.01  # the jaw opened between the motion's first and last frame
