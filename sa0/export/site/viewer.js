@@ -388,6 +388,7 @@ function start(viewer) {
   const live = params.get("live") ? { stats: null, drop: null } : null;
   if (live) {  // ?live=1: poses arrive over a WebSocket (jobs/drive.py --serve); live.js
     setPlaying(false);
+    for (const id of ["play", "scrub", "counter"]) ui[id].hidden = true;  // the recorded motion's controls
     import("./live.js").then((m) => Object.assign(live, m.connectLive(viewer, (frame) => { state.frame = frame; state.dirty = true; })));
   }
   return {
