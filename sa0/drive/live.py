@@ -138,12 +138,17 @@ class LiveServer:
             if "posed" in said:
                 self.hub.posed(int(said["posed"]))
             frame = await self.hub.next_after(last)
-            if frame is None:
-                await ws.send_str(json.dumps({"end": True, "posed": len(self.hub.stats.posed)}))
-                continue
-            last = frame[0]
-            self.hub.stats.sent.append(last)
-            await ws.send_bytes(frame_message(last, frame[1], self.hub.median_latency()))
+            if ws.closed:  # the page went while this waited (it reconnects on a new socket)
+                break
+            try:
+                if frame is None:
+                    await ws.send_str(json.dumps({"end": True, "posed": len(self.hub.stats.posed)}))
+                    continue
+                last = frame[0]
+                self.hub.stats.sent.append(last)
+                await ws.send_bytes(frame_message(last, frame[1], self.hub.median_latency()))
+            except ConnectionError:
+                break
         return ws
 
     async def _main(self):

@@ -114,6 +114,7 @@ def test_the_page_shows_the_videos_mouth_as_it_plays_and_survives_a_dropped_sock
     proc.send_signal(signal.SIGINT)  # ends the linger; the job writes its record
     out = proc.communicate(timeout=60)[0]
     assert "source ended" in out and "0 without a face" in out, out
+    assert "Traceback" not in out and "Error" not in out, out  # a clean terminal, the dropped socket included
     # what the page was sent, frame by frame: the jaw of the video's frame
     motion = np.load(record)
     jaw = motion["jaw"][:, 0]
