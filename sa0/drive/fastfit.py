@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sa0.flame.landmarks import LandmarkLayer
-from sa0.track.fit import FACE_UNITS, project
+from sa0.track.fit import FACE_UNITS, project, translation_from_spread
 from sa0.types import FlameParams
 
 
@@ -88,13 +88,8 @@ class LiveFitter:
     def _start(self, obs: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
         """Rest pose at the depth the observed spread gives, centred on the observed landmarks."""
         x = torch.zeros(self.num_expr + 15)
-        rest = self.layer(self.params(x))[0]
-        spread3 = (rest[:, :2] - rest[:, :2].mean(0)).norm(dim=-1).mean()
-        mean2 = obs[seen].mean(0)
-        spread2 = (obs[seen] - mean2).norm(dim=-1).mean()
-        depth = self.focal_px[0] * spread3 / spread2
-        xy = (mean2 - self.centre[0]) * depth / self.focal_px[0]
-        x[-3:] = torch.stack((xy[0], -xy[1], -depth)) - rest.mean(0)
+        rest = self.layer(self.params(x))
+        x[-3:] = translation_from_spread(rest, obs[None], seen[None], self.focal_px, self.centre)[0]
         return x
 
     def fit(self, landmarks: np.ndarray) -> tuple[FlameParams, float]:

@@ -82,6 +82,20 @@ def project(points: torch.Tensor, focal_px: torch.Tensor, centre: torch.Tensor) 
     return torch.stack((x / z, y / z), -1) * focal_px[:, None, None] + centre[:, None, :]
 
 
+@torch.no_grad()
+def translation_from_spread(rest: torch.Tensor, obs: torch.Tensor, seen: torch.Tensor, focal_px: torch.Tensor,
+                            centre: torch.Tensor) -> torch.Tensor:
+    """(T, 3) translations putting the untranslated landmarks rest (T, L, 3) under the observed ones
+    (T, L, 2; seen (T, L)): depth from the spread of the rest landmarks against the observed spread,
+    then x, y from the observed centre (VIEW0; focal_px (T,), centre (T, 2))."""
+    spread3 = (rest[..., :2] - rest[..., :2].mean(1, keepdim=True)).norm(dim=-1).mean(1)
+    mean2 = (obs * seen[..., None]).sum(1) / seen.sum(1, keepdim=True)
+    spread2 = ((obs - mean2[:, None]).norm(dim=-1) * seen).sum(1) / seen.sum(1)
+    depth = focal_px * spread3 / spread2
+    xy = (mean2 - centre) * depth[:, None] / focal_px[:, None]
+    return torch.stack((xy[:, 0], -xy[:, 1], -depth), 1) - rest.mean(1)
+
+
 def _cauchy(r2: torch.Tensor, scale: float) -> torch.Tensor:
     return scale**2 * torch.log1p(r2 / scale**2)
 
@@ -127,16 +141,8 @@ class _LandmarkProblem:
 
     @torch.no_grad()
     def initial_translation(self) -> torch.Tensor:
-        """Depth from the spread of the neutral landmarks against the observed spread, then x, y."""
         rest = self.layer(self.params(self.zeros(self.t_count, 3)))
-        spread3 = (rest[..., :2] - rest[..., :2].mean(1, keepdim=True)).norm(dim=-1).mean(1)
-        seen, obs = self.seen, self.obs
-        mean2 = (obs * seen[..., None]).sum(1) / seen.sum(1, keepdim=True)
-        spread2 = ((obs - mean2[:, None]).norm(dim=-1) * seen).sum(1) / seen.sum(1)
-        focal = torch.exp(self.log_f) * self.longer
-        depth = focal * spread3 / spread2
-        xy = (mean2 - self.centre) * depth[:, None] / focal[:, None]
-        return torch.stack((xy[:, 0], -xy[:, 1], -depth), 1) - rest.mean(1)
+        return translation_from_spread(rest, self.obs, self.seen, torch.exp(self.log_f) * self.longer, self.centre)
 
     def total(self) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (the loss: robust landmark term + priors + temporal smoothness, fitted pixels (T, L, 2))."""
