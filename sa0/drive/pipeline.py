@@ -95,17 +95,10 @@ class Poser:
     def __init__(self, head: HeadModel):
         self.head = head
 
-    @torch.no_grad()
     def __call__(self, params: FlameParams) -> np.ndarray:
-        width = {"shape": self.head.flame.num_shape, "expression": self.head.flame.num_expression}
-        values = {}
-        for f in fields(params):
-            v = getattr(params, f.name).float()
-            if f.name in width:
-                v = torch.nn.functional.pad(v[:, :width[f.name]], (0, max(0, width[f.name] - v.shape[1])))
-            values[f.name] = v
-        values["translation"] = torch.zeros_like(values["translation"])
-        return self.head.flame(FlameParams(**values))[0].cpu().numpy()
+        track = {f.name: getattr(params, f.name).detach().cpu().float().numpy() for f in fields(params)}
+        track["translation"] = np.zeros_like(track["translation"])
+        return self.head.pose_track(track)[0].cpu().numpy()  # pads or cuts shape and expression to the head
 
 
 def drive(frames: Iterable[DriveFrame], poser: Poser, publish: Callable[[int, float, np.ndarray], None],
