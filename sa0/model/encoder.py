@@ -1,4 +1,9 @@
-"""Frozen ViT encoder (timm) + a trainable DPT-style head -> dense features and the CLS token."""
+"""Image encoders -> dense features and a global (CLS) code.
+
+`vit`: a frozen timm ViT (the paper's DINO family) + a trainable DPT-style head. `cnn`
+(`model.encoder=cnn`): a small convolutional encoder trained from scratch with the generator, for
+proof runs on CPU where no pretrained ViT weights exist; a deviation from the paper, labelled as
+such wherever its results appear."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from torch import nn
 from sa0.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
+CNN = "cnn"  # model.encoder: the small trainable CNN
 
 
 def create_vit(cfg: ModelConfig) -> nn.Module:
@@ -85,25 +91,51 @@ class DPTHead(nn.Module):
         return self.out(x)
 
 
+class ConvEncoder(nn.Module):
+    """images (B, 3, S, S) -> features (B, C, S/4, S/4), global code (B, 2C): two stride-2 stages and
+    residual blocks at quarter resolution; the global code is the mean and max of the last map."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        width = max(16, channels)
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.SiLU(),
+                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU())
+        self.blocks = nn.ModuleList(_Fuse(width) for _ in range(2))
+        self.out = nn.Conv2d(width, channels, 1)
+        self.embed_dim = 2 * channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.out(x)
+        return x, torch.cat((x.mean((2, 3)), x.amax((2, 3))), -1)
+
+
 class ImageEncoder(nn.Module):
     """images (B, 3, H, W) in [0, 1] -> features (B, C, H', W') covering the image, CLS (B, D)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.vit = create_vit(cfg)
-        self.dpt = DPTHead(self.vit.embed_dim, cfg.dpt_channels)
+        if cfg.encoder == CNN:
+            self.cnn = ConvEncoder(cfg.dpt_channels)
+        else:
+            self.vit = create_vit(cfg)
+            self.dpt = DPTHead(self.vit.embed_dim, cfg.dpt_channels)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     @property
     def cls_dim(self) -> int:
-        return self.vit.embed_dim
+        return self.cnn.embed_dim if self.cfg.encoder == CNN else self.vit.embed_dim
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = nn.functional.interpolate(images, size=(self.cfg.image_size, self.cfg.image_size), mode="bilinear",
                                       align_corners=False, antialias=True)
         x = (x - self.mean) / self.std
+        if self.cfg.encoder == CNN:
+            return self.cnn(x)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_encoder):
             outs = self.vit.forward_intermediates(x, indices=4, return_prefix_tokens=True, output_fmt="NCHW",
                                                   intermediates_only=True)

@@ -20,7 +20,7 @@ from sa0.model.config import ModelConfig
 from sa0.model.encoder import ImageEncoder
 from sa0.model.heads import CONDITION_DIM, GaussianHeads, ResidualHead, harmonic_encoding, view_direction
 from sa0.model.unet import StyleUNet
-from sa0.model.uv import from_uv_map, masked_mean, uv_warp
+from sa0.model.uv import from_uv_map, masked_mean, uv_warp, visible_mean
 from sa0.types import LocalGaussians
 
 
@@ -80,9 +80,14 @@ class Generator(nn.Module):
             raise ValueError(f"{k} sources given, the model takes at most {self.cfg.max_sources}")
         flat = lambda t: t.reshape((b * k,) + t.shape[2:])  # noqa: E731
         features, cls = self.encoder(flat(x.src_images))
+        visible = self.cfg.pool == "visible"
         warped = uv_warp(features, flat(x.src_images), flat(x.src_verts), self.head.faces, self.head.layout,
-                         flat(x.src_viewmats), flat(x.src_Ks))
-        pooled = masked_mean(warped.view((b, k) + warped.shape[1:]), x.src_mask)
+                         flat(x.src_viewmats), flat(x.src_Ks), with_visibility=visible)
+        per_source = lambda t: t.view((b, k) + t.shape[1:])  # noqa: E731
+        if visible:
+            pooled = visible_mean(per_source(warped[0]), x.src_mask, per_source(warped[1]))
+        else:
+            pooled = masked_mean(per_source(warped), x.src_mask)
         return self.unet(pooled, masked_mean(cls.view(b, k, -1), x.src_mask))
 
     def decode(self, uv: torch.Tensor, tgt_viewmat: torch.Tensor, tgt_condition: torch.Tensor,
