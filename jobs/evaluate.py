@@ -26,7 +26,8 @@ SPEC = JobSpec(
         Flag(("--protocol",), "eval.protocol", "what is evaluated and how", choices=PROTOCOLS),
         Flag(("--checkpoint",), "checkpoint", "exported generator directory (runs/<run>/generator_phase<p>)",
              path=True),
-        Flag(("--avatars",), "avatars", "refine_batch.py output directory (<subject>/avatar.npz)", path=True),
+        Flag(("--avatars",), "avatars", "refine_batch.py output directory (<subject>/avatar.npz), or one avatar.npz "
+             "scored as every clip's prediction (a baseline, e.g. bm_generator's mean avatar)", path=True),
         Flag(("--num-sources",), "eval.num_sources", "source frames K (1..4)"),
         Flag(("--test-frames",), "eval.test_frames", "subject_mono: held-out frames (default the last 20 %)"),
         Flag(("--held-out-camera",), "eval.held_out_camera", "multiview_novel: the camera held out"),

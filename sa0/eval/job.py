@@ -36,12 +36,13 @@ class EvalJob:
 
 
 def _avatar_facts(avatars: str) -> tuple[int, str | None]:
-    """(UV resolution, head) of the first avatar package under `avatars`."""
+    """(UV resolution, head) of `avatars` (one avatar.npz) or of the first avatar package under it."""
     from sa0.export.package import load_package
 
-    found = sorted(Path(avatars).glob("*/avatar.npz"))
+    found = [Path(avatars)] if Path(avatars).is_file() else sorted(Path(avatars).glob("*/avatar.npz"))
     if not found:
-        raise ValueError(f"--avatars {avatars}: no <subject>/avatar.npz inside (refine_batch.py output expected)")
+        raise ValueError(f"--avatars {avatars}: no <subject>/avatar.npz inside (refine_batch.py output expected, "
+                         "or one avatar.npz for every clip)")
     package = load_package(found[0])
     return package.uv_resolution, package.meta.get("head")
 
@@ -60,8 +61,9 @@ def prepare_eval(job: EvalJob) -> EvalJob:
             raise ValueError(f"--checkpoint {job.checkpoint}: not a complete exported generator")
         own = int(load_generator(job.checkpoint)[1]["layout"]["uv_resolution"])
     else:
-        if job.eval.protocol in ("ff_self", "ff_cross"):
-            raise ValueError(f"--protocol {job.eval.protocol} evaluates the feed-forward generator: pass --checkpoint")
+        if job.eval.protocol in ("ff_self", "ff_cross") and not Path(job.avatars).is_file():
+            raise ValueError(f"--protocol {job.eval.protocol} evaluates the feed-forward generator: pass --checkpoint "
+                             "(or one avatar.npz as a baseline for every clip)")
         own = _avatar_facts(job.avatars)[0]
     if job.uv_resolution not in (None, own):
         raise ValueError(f"uv_resolution={job.uv_resolution} contradicts {job.checkpoint or job.avatars}, made at {own}")

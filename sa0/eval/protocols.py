@@ -121,7 +121,8 @@ class GeneratorPredictor(Predictor):
 
 
 class AvatarPredictor(Predictor):
-    """Refined avatars: <avatars>/<subject>/avatar.npz (jobs/refine_batch.py output)."""
+    """Refined avatars: <avatars>/<subject>/avatar.npz (jobs/refine_batch.py output), or one
+    avatar.npz file that stands for every subject (a baseline such as the mean avatar)."""
 
     def __init__(self, avatars: str, head: HeadModel):
         self.root, self.head, self.cache = Path(avatars), head, {}
@@ -132,7 +133,7 @@ class AvatarPredictor(Predictor):
 
         subject = clip.meta.subject
         if subject not in self.cache:
-            path = self.root / subject / "avatar.npz"
+            path = self.root if self.root.is_file() else self.root / subject / "avatar.npz"
             if not path.is_file():
                 raise EvalError(f"{clip.meta.key}: no refined avatar at {path}")
             package = load_package(path)

@@ -98,8 +98,9 @@ def run_evaluation(cfg: EvalConfig, shard_dirs, out_dir, flame: FlameConfig, lay
 
     if (checkpoint is None) == (avatars is None):
         raise ValueError("give exactly one of checkpoint (an exported generator) or avatars (refine_batch output)")
-    if avatars is not None and cfg.protocol in ("ff_self", "ff_cross"):
-        raise ValueError(f"protocol {cfg.protocol} evaluates the feed-forward generator: pass a checkpoint")
+    if avatars is not None and cfg.protocol in ("ff_self", "ff_cross") and not Path(avatars).is_file():
+        raise ValueError(f"protocol {cfg.protocol} evaluates the feed-forward generator: pass a checkpoint "
+                         "(or one avatar.npz file as a baseline for every clip)")
     clips = list_clip_keys(shard_dirs)
     if not clips:
         raise ValueError(f"no clips in {list(shard_dirs)}")

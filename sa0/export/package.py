@@ -39,6 +39,7 @@ class AvatarPackage:
 def save_package(path, local: LocalGaussians, layout, shape: np.ndarray, meta: dict) -> Path:
     """Write avatar.npz atomically (temp file, then rename)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: getattr(local, name).detach().cpu().numpy().astype(np.float32) for name in LOCAL_FIELDS}
     arrays.update(face_idx=layout.face_idx.numpy(), bary=layout.bary.numpy(), rows=layout.rows.numpy(),
                   cols=layout.cols.numpy(), uv_resolution=np.array(layout.resolution),
