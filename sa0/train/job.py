@@ -31,6 +31,7 @@ from sa0.train.recipes import GeneratorJob, check_resources, validate_job, wants
 
 log = logging.getLogger(__name__)
 JOB_STATE = "job.json"
+BUILDS_OWN_DATA = ("demo", "proof")  # recipes whose head and shards sa0.train.demo builds
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def prepare_job(job: GeneratorJob) -> GeneratorJob:
     if not train.address:
         check_resources(train, *local_resources(), "this machine")
     for number, phase in job.phases():
-        if not phase.data.shard_dirs and job.recipe != "demo":  # the demo builds its own
+        if not phase.data.shard_dirs and job.recipe not in BUILDS_OWN_DATA:
             raise ValueError(f"phase{number}.data.shard_dirs is empty: pass --phase{number}-shards DIR "
                              "(make_shards.py output)")
     return job
@@ -158,7 +159,7 @@ def run_train_job(job: GeneratorJob) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if job.recipe == "demo":
+    if job.recipe in BUILDS_OWN_DATA:
         job = ensure_demo_inputs(job, Path(job.train.cache_dir))
     quiet_ray_init(job.train.address)  # worker output to Ray's log files; progress and warnings via sa0.console
     try:

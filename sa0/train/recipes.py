@@ -7,6 +7,10 @@ resources). Recipes:
   demo     tiny model (UV 64^2, small ViT at 84 px, randomly initialised unless weights are given),
            synthetic head and shards built in a cache directory; both phases in a few minutes on
            2 CPU cores.
+  proof    the CPU-size proof that training works (benchmarks/bm_generator.py): the demo model with
+           a small CNN encoder trained from scratch (model.encoder=cnn, not the paper's frozen DINO)
+           and the visibility pool, more synthetic identities (sa0.train.demo.RECIPE_DATA), both
+           phases in under an hour on 2 CPU cores.
   base     the paper's recipe (METHOD §3) on one machine: paper model, 200K + phase-2 steps,
            batches 48 / 12 split over the workers; needs real shards, FLAME and ViT weights.
   cluster  `base` with 4 GPU workers (global batches 48 / 12 as in the paper) and storage on a
@@ -26,8 +30,9 @@ from sa0.model import ModelConfig
 from sa0.train.optim import OptimConfig
 from sa0.train.step import LossConfig
 
-RECIPES = ("demo", "base", "cluster")
+RECIPES = ("demo", "proof", "base", "cluster")
 MAX_K = 4  # METHOD §2: K in 1..4
+PROOF_STEPS = {1: 1500, 2: 300}  # the proof recipe's phase lengths (sized by bm_generator's timings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +130,13 @@ def recipe(name: str) -> GeneratorJob:
             phase1=_phase(1, 240, 2, 96, examples_per_clip=8, lr=1e-3),
             phase2=_phase(2, 120, 2, 96, examples_per_clip=8, lr=5e-4),
         )
+    if name == "proof":
+        demo = recipe("demo")
+        model = replace(demo.model, encoder="cnn", freeze_encoder=False, image_size=96, pool="visible")
+        return replace(demo, recipe="proof", model=model,
+                       train=replace(demo.train, run_name="proof", checkpoint_every=200, log_every=20),
+                       phase1=_phase(1, PROOF_STEPS[1], 2, 96, examples_per_clip=8, lr=1e-3),
+                       phase2=_phase(2, PROOF_STEPS[2], 2, 96, examples_per_clip=8, lr=2e-4))
     if name == "base":
         return GeneratorJob(
             recipe="base", model=ModelConfig.paper(), layout=LayoutConfig(uv_resolution=256),

@@ -26,7 +26,9 @@ def test_every_recipe_is_valid_and_follows_method_section_3(name):
     assert job.phase2.optim.optimizer == "adamw" and job.phase2.optim.schedule == "cosine"
     assert job.phase2.optim.layer_decay == 0.65 and job.phase2.loss.l2_sp == 1e-3 and job.phase2.bf16
     assert job.phase2.data.example.sampler.cross_camera_prob == 0.75 and job.train.grad_clip == 5.0
-    if name != "demo":
+    if name == "proof":  # the CPU proof: a CNN encoder trained from scratch, the visibility pool
+        assert job.model.encoder == "cnn" and not job.model.freeze_encoder and job.model.pool == "visible"
+    elif name != "demo":
         assert job.phase1.steps == 200_000 and job.phase1.optim.lr == 2.5e-4
         assert job.phase1.batch_size * job.train.num_workers == 48 and job.phase2.batch_size * job.train.num_workers == 12
 
