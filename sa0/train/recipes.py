@@ -32,7 +32,7 @@ from sa0.train.step import LossConfig
 
 RECIPES = ("demo", "proof", "base", "cluster")
 MAX_K = 4  # METHOD §2: K in 1..4
-PROOF_STEPS = {1: 1500, 2: 300}  # the proof recipe's phase lengths (sized by bm_generator's timings)
+PROOF_STEPS = {1: 6000, 2: 600}  # the proof recipe: ~24 minutes on 2 CPU cores (benchmarks/bm_generator.py)
 
 
 @dataclass(frozen=True, kw_only=True)

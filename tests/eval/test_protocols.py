@@ -124,3 +124,16 @@ def test_feed_forward_protocols_refuse_avatars(world, tmp_path):
         run_evaluation(EvalConfig(protocol="ff_self"), [root / "mono"], tmp_path, flame, layout, avatars=str(root))
     with pytest.raises(ValueError, match="exactly one of"):
         run_evaluation(EvalConfig(), [root / "mono"], tmp_path, flame, layout)
+
+
+def test_one_avatar_file_is_scored_as_every_clips_prediction(ray_session, world, tmp_path):
+    """A baseline (e.g. bm_generator's mean avatar): one avatar.npz for every clip, ff_self included;
+    each clip's figures are those of that one avatar, so the subject's own avatar scores higher on
+    its own clip than on the other subject's."""
+    root, flame, layout, mono = world
+    first = root / "avatars" / mono[0].meta.subject / "avatar.npz"
+    cfg = EvalConfig(protocol="ff_self", targets_from=4, lpips=False)
+    summary = run_evaluation(cfg, [root / "mono"], tmp_path / "one", flame, layout, avatars=str(first))
+    per_clip = summary["per_clip"]
+    assert summary["frames"] == 4 * len(mono) and set(per_clip) == {c.meta.key for c in mono}
+    assert per_clip[mono[0].meta.key]["psnr"] > per_clip[mono[1].meta.key]["psnr"]
