@@ -10,9 +10,10 @@ POOLS = ("mean", "visible")
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """encoder: a timm ViT name, or "cnn" (a small convolutional encoder trained from scratch, always
-    trainable, for proof runs without pretrained weights: not the paper's frozen DINO); encoder_weights: a local weight file, "hub" (timm fetches the
-    pretrained weights; needs internet), or None (random init, for tests and demos only, logged); image_size: encoder input; dpt_channels: dense feature width;
-    unet_channels: per-level widths of the UV StyleUNet; out_channels: UV feature width (32);
+    trainable, for proof runs without pretrained weights: not the paper's frozen DINO);
+    encoder_weights: a local weight file, "hub" (timm fetches the pretrained weights; needs
+    internet), or None (random init, for tests and demos only, logged); image_size: encoder input;
+    dpt_channels: dense feature width (the CNN's output width); unet_channels: per-level widths of the UV StyleUNet; out_channels: UV feature width (32);
     residual_hidden: FiLM MLP width; max_sources: K <= this; pool: "mean" (the paper's mean over the
     K sources) or "visible" (per texel, the mean over the sources whose camera sees it: a deviation,
     parameter-free; without it a texel a source cannot see takes that source's occluder's colour)."""
