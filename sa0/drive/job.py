@@ -100,9 +100,9 @@ def _images(path: str):
 def _frames(job: DriveJob, head, package, counts, realtime: bool):
     """-> (fps, DriveFrame iterator) for the job's source; DriveError for bad input."""
     from sa0.drive import pipeline, streams
+    from sa0.drive.arkit import arkit_map_for, describe
     from sa0.drive.fastfit import LiveFitConfig, LiveFitter
     from sa0.heads import head_name
-    from sa0.heads.ict import IctFacts, is_ict
     from sa0.track.fit import FitConfig
 
     name = head_name(head.model_dir)
@@ -111,9 +111,9 @@ def _frames(job: DriveJob, head, package, counts, realtime: bool):
         return
     if job.source in ("arkit", "params"):
         if job.source == "arkit":
-            facts = IctFacts.read(head.model_dir) if is_ict(head.model_dir) else None
-            motion = streams.read_arkit(job.arkit, facts and facts.expression_names, name, job.fps,
-                                        facts and facts.jaw_axis * facts.jaw_open_angle)
+            mapping = arkit_map_for(head)
+            print(describe(mapping), flush=True)
+            motion = streams.read_arkit(job.arkit, mapping, job.fps)
         else:
             motion = streams.read_params(job.params, name, head.flame.num_expression, job.fps)
         yield motion.fps, pipeline.motion_frames(motion, package.shape, counts, realtime)
@@ -172,11 +172,15 @@ def _serve_and_drive(job: DriveJob, package, head, clip, frames, counts, record)
 
 
 def _sliders(head, package):
+    from sa0.drive.arkit import arkit_map_for
     from sa0.drive.sliders import Sliders
-    from sa0.heads.ict import IctFacts, is_ict
 
-    facts = IctFacts.read(head.model_dir) if is_ict(head.model_dir) else None
-    return Sliders(head.flame.num_shape, head.flame.num_expression, package.shape, facts)
+    try:
+        mapping = arkit_map_for(head)
+    except ValueError as exc:
+        print(f"warning: the page's sliders move only the jaw ({exc})", file=sys.stderr)
+        mapping = None
+    return Sliders(head.flame.num_shape, head.flame.num_expression, package.shape, mapping)
 
 
 def _timed_drive(run) -> float:

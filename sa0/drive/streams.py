@@ -7,12 +7,10 @@ the identity: expression, global_rot, neck, jaw, eyes, translation; (T, k) float
   CSV as Live Link Face writes it (a header row of names such as `EyeBlinkLeft`, `JawOpen`; columns
   `Timecode`, `BlendShapeCount` and the head and eye angles HeadYaw/Pitch/Roll, Left/RightEyeYaw/
   Pitch/Roll in radians) or JSON (`{"fps": 60, "frames": [{"jawOpen": 0.4, ...}, ...]}` or a bare
-  list of such objects). Names are ARKit's, first letter in either case. They drive the ICT-FaceKit
-  head natively: its expressions are ARKit's (`eyeBlink_L` for `eyeBlinkLeft`; ARKit's one
-  `browInnerUp` moves both of ICT's halves; ICT has no `tongueOut`, which is read and ignored), and
-  `jawOpen` also turns the jaw joint by the angle of ICT's own jawOpen mesh (`IctFacts.jaw_open_angle`),
-  the split the head was built with. A head without ARKit expressions (FLAME, the synthetic head) is
-  refused, naming it: sa0 has no ARKit-to-FLAME map yet.
+  list of such objects). Names are ARKit's, first letter in either case. They reach the head
+  through its `sa0.drive.arkit.ArkitMap`: the ICT-FaceKit head's own (its expressions are ARKit's;
+  jawOpen also turns the jaw joint; ICT has no `tongueOut`, which is read and ignored), or for FLAME
+  and the synthetic head a linear map sa0 fits from the ICT head (see sa0.drive.arkit).
 * FLAME parameter sequences: sa0's own motion (`drive.py --record` writes it: an .npz of the fields
   above and `fps`), or VHAP's export (a folder of per-frame `flame_param/NNNNN.npz` with expr,
   rotation, neck_pose, jaw_pose, eyes_pose, translation, or the folder above it).
@@ -27,19 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sa0.drive.arkit import ARKIT_NAMES, ArkitMap
+
 POSE_FIELDS = ("expression", "global_rot", "neck", "jaw", "eyes", "translation")
 POSE_WIDTHS = {"global_rot": 3, "neck": 3, "jaw": 3, "eyes": 6, "translation": 3}
-ARKIT_NAMES = (
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
-    "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
-    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
-    "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
-    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
-    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
-    "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight", "tongueOut",
-)
 LIVE_LINK_EXTRA = ("timecode", "blendShapeCount", "headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch",
                    "leftEyeRoll", "rightEyeYaw", "rightEyePitch", "rightEyeRoll")
 
@@ -76,18 +65,6 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def arkit_to_head(names: list[str], expression_names: list[str]) -> np.ndarray:
-    """(len(names), E) matrix taking ARKit weights to the head's expression coefficients."""
-    index = {n: k for k, n in enumerate(expression_names)}
-    out = np.zeros((len(names), len(expression_names)), np.float32)
-    for row, name in enumerate(names):
-        base = name.replace("Left", "_L").replace("Right", "_R") if name.endswith(("Left", "Right")) else name
-        for target in ([base] if base in index else [f"{base}_L", f"{base}_R"]):
-            if target in index:
-                out[row, index[target]] = 1.0
-    return out
-
-
 def _arkit_rows(path: Path) -> tuple[list[dict[str, float]], float | None]:
     """Rows of name -> weight (names as written) and the file's fps if it says."""
     try:
@@ -122,16 +99,10 @@ def _is_number(value) -> bool:
         return False
 
 
-def read_arkit(path, expression_names: list[str] | None, head_name: str, fps: float | None = None,
-               jaw_open: np.ndarray | None = None) -> Motion:
-    """ARKit weights (CSV or JSON) -> Motion for a head whose expressions are `expression_names`
-    (ICT's; None: the head has none, refused); jaw_open (3,): the jaw joint's axis-angle at
-    jawOpen = 1 (ICT: jaw_axis x jaw_open_angle). Head and eye angles (Live Link Face) drive the
-    global rotation and the eye joints."""
+def read_arkit(path, mapping: ArkitMap, fps: float | None = None) -> Motion:
+    """ARKit weights (CSV or JSON) -> Motion for the head `mapping` is for. Head and eye angles (Live
+    Link Face) drive the global rotation and the eye joints (added to what the map gives the eyes)."""
     path = Path(path)
-    if expression_names is None:
-        raise DriveError(f"{path}: ARKit blendshapes drive a head with ARKit expressions (the ICT-FaceKit head); "
-                         f"this avatar's head is {head_name}, which has none")
     if not path.is_file():
         raise DriveError(f"{path}: no such file")
     rows, file_fps = _arkit_rows(path)
@@ -145,17 +116,15 @@ def read_arkit(path, expression_names: list[str] | None, head_name: str, fps: fl
     shapes = [n for n in ARKIT_NAMES if n in names]
     weights = np.array([[_get(r, n) for n in shapes] for r in rows], np.float32)
     angle = lambda n: np.array([_get(r, n) for r in rows], np.float32)  # noqa: E731
-    params = _empty(len(rows), len(expression_names))
-    params["expression"] = weights @ arkit_to_head(shapes, expression_names)
-    if jaw_open is not None:
-        params["jaw"] = angle("jawOpen")[:, None] * np.asarray(jaw_open, np.float32)[None]
+    params = _empty(len(rows), mapping.expression.shape[1])
+    params.update(mapping.apply(weights, shapes))
     # ARKit's yaw turns the head to its left (seen from the camera), pitch nods down; FLAME: y up, z toward the camera
     params["global_rot"] = np.stack((-angle("headPitch"), angle("headYaw"), -angle("headRoll")), 1)
     for side, offset in (("left", 0), ("right", 3)):
-        params["eyes"][:, offset:offset + 3] = np.stack((-angle(f"{side}EyePitch"), angle(f"{side}EyeYaw"),
+        params["eyes"][:, offset:offset + 3] += np.stack((-angle(f"{side}EyePitch"), angle(f"{side}EyeYaw"),
                                                          np.zeros(len(rows), np.float32)), 1)
     rate = fps or file_fps or 60.0
-    return Motion(params, float(rate), str(path), head_name)
+    return Motion(params, float(rate), str(path), mapping.head)
 
 
 def _get(row: dict[str, float], name: str) -> float:

@@ -11,6 +11,7 @@ import torch
 from smplx.lbs import batch_rodrigues
 
 from sa0.config import FlameConfig, LayoutConfig
+from sa0.drive.arkit import ict_arkit_map
 from sa0.drive.fastfit import LiveFitter
 from sa0.drive.pipeline import DriveCounts, Poser, motion_frames
 from sa0.drive.streams import DriveError, read_arkit, read_params
@@ -47,8 +48,8 @@ def test_arkit_jaw_open_opens_the_mouth_of_the_ict_head(ict, tmp_path):
     path = _csv(tmp_path / "take.csv", [{"JawOpen": 0.0, "EyeBlinkLeft": 0.0}, {"JawOpen": 1.0, "EyeBlinkLeft": 0.0}])
     facts = IctFacts.read()
     jaw_open = facts.jaw_axis * facts.jaw_open_angle
-    motion = read_arkit(path, names, ICT_NAME, jaw_open=jaw_open)
-    assert motion.num_frames == 2 and motion.fps == 60.0
+    motion = read_arkit(path, ict_arkit_map(facts, ICT_NAME))
+    assert motion.num_frames == 2 and motion.fps == 60.0 and motion.head == ICT_NAME
     np.testing.assert_allclose(motion.params["jaw"], [np.zeros(3), jaw_open], atol=1e-7)
     assert motion.params["expression"][1, names.index("jawOpen")] == 1
     closed, opened = _posed(head, motion, 0), _posed(head, motion, 1)
@@ -59,27 +60,27 @@ def test_arkit_jaw_open_opens_the_mouth_of_the_ict_head(ict, tmp_path):
     assert np.abs(moved[brow]).max() < 1e-4  # the brow does not move
     # JSON speaks the same names; ARKit's single browInnerUp moves both of ICT's halves
     (tmp_path / "take.json").write_text(json.dumps({"fps": 30, "frames": [{"jawOpen": 1.0, "browInnerUp": 0.5}]}))
-    other = read_arkit(tmp_path / "take.json", names, ICT_NAME, jaw_open=jaw_open)
+    other = read_arkit(tmp_path / "take.json", ict_arkit_map(facts, ICT_NAME))
     assert other.fps == 30 and other.params["expression"][0, names.index("browInnerUp_L")] == 0.5
     assert other.params["expression"][0, names.index("browInnerUp_R")] == 0.5
     np.testing.assert_allclose(_posed(head, other, 0)[chin], opened[chin], atol=1e-6)
 
 
 def test_bad_arkit_input_names_the_file_and_the_thing(ict, tmp_path):
-    head, names = ict
+    mapping = ict_arkit_map(IctFacts.read(), ICT_NAME)
     bad = _csv(tmp_path / "bad.csv", [{"JawOpen": 0.5, "MouthSmileSideways": 1.0}])
     with pytest.raises(DriveError, match=r"bad.csv: unknown blendshape name\(s\) mouthSmileSideways"):
-        read_arkit(bad, names, ICT_NAME)
+        read_arkit(bad, mapping)
     text = tmp_path / "text.csv"
     text.write_text("Timecode,JawOpen\n00:00,wide\n")
     with pytest.raises(DriveError, match=r"text.csv: row 2, column 'JawOpen': 'wide' is not a number"):
-        read_arkit(text, names, ICT_NAME)
+        read_arkit(text, mapping)
     binary = tmp_path / "noise.csv"
     binary.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(DriveError, match="noise.csv"):
-        read_arkit(binary, names, ICT_NAME)
-    with pytest.raises(DriveError, match="this avatar's head is synthetic, which has none"):
-        read_arkit(_csv(tmp_path / "ok.csv", [{"JawOpen": 1.0}]), None, SYNTHETIC_NAME)
+        read_arkit(binary, mapping)
+    with pytest.raises(DriveError, match="missing.csv: no such file"):
+        read_arkit(tmp_path / "missing.csv", mapping)
 
 
 def test_flame_parameters_from_vhap_and_a_recorded_motion(ict, tmp_path):
@@ -153,11 +154,10 @@ def _drive(argv):
 
 def test_drive_job_refuses_bad_inputs_before_starting_anything(avatars, tmp_path, capsys):
     ict, synth = avatars["ict"], avatars["synthetic"]
-    take = _csv(tmp_path / "take.csv", [{"JawOpen": 1.0}])
     cases = [
         (["--avatar", str(ict["avatar"]), "--camera", "7"], "--camera 7: no camera /dev/video7"),
         (["--avatar", str(ict["avatar"]), "--video", str(tmp_path / "none.mp4")], "none.mp4: video file not found"),
-        (["--avatar", str(synth["avatar"]), "--arkit", str(take)], "this avatar's head is synthetic, which has none"),
+        (["--avatar", str(synth["avatar"]), "--arkit", str(tmp_path / "gone.csv")], "gone.csv: no such file"),
         (["--avatar", str(ict["avatar"]), "--arkit", str(_csv(tmp_path / "odd.csv", [{"jawOpenWide": 1}]))],
          "unknown blendshape name(s) jawOpenWide"),
     ]
@@ -182,6 +182,11 @@ def test_drive_records_an_arkit_take_and_plays_the_recording_back(avatars, tmp_p
     synth = avatars["synthetic"]
     assert _drive(["--avatar", str(synth["avatar"]), "--params", str(tmp_path / "m.npz")]) == 2
     assert f"parameters for the {ICT_NAME} head; this avatar's head is synthetic" in capsys.readouterr().err
+    # the same take drives the synthetic head (FLAME's format) through the map fitted from ICT
+    assert _drive(["--avatar", str(synth["avatar"]), "--arkit", str(take), "--record", str(tmp_path / "s.npz")]) == 0
+    assert "through a linear map fitted from the ICT head" in capsys.readouterr().out
+    recorded = np.load(tmp_path / "s.npz")
+    assert str(recorded["head"]) == SYNTHETIC_NAME and np.all(np.diff(recorded["jaw"][:, 0]) > 0.05)
 
 
 def test_sliders_move_what_they_name(ict):
@@ -189,7 +194,7 @@ def test_sliders_move_what_they_name(ict):
 
     head, names = ict
     facts = IctFacts.read()
-    sliders = Sliders(head.flame.num_shape, head.flame.num_expression, np.zeros(100), facts)
+    sliders = Sliders(head.flame.num_shape, head.flame.num_expression, np.zeros(100), ict_arkit_map(facts, ICT_NAME))
     assert [c["name"] for c in sliders.controls][:2] == ["jawOpen", "smile"]
     smile = sliders.params({"smile": 2.0, "nonsense": 1.0})  # clipped to 1; unknown names ignored
     expr = smile.expression[0]
