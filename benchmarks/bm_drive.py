@@ -8,7 +8,9 @@
 * live: the same video played at its own frame rate into sa0's viewer open in headless Chromium
   (?live=1): latency from a frame's read to the page's posing of it (median, p95, on the server's
   clock), `frames_posed_fraction` (frames the page posed / frames in the video) and the page's own
-  `draw_frames_per_second` (WebGL here runs on SwiftShader, on the CPU).
+  `draw_frames_per_second` (WebGL here runs on SwiftShader, on the CPU); where the latency went:
+  `server_ms_*` (read -> published: detection, fit, pose), `waiting_ms_*` (published -> sent: the
+  page had not asked yet), `in_flight_ms_*` (sent -> the page's `posed`).
 * accuracy: the live fit on projected landmarks of known parameters (0.5 px noise) against the truth
   (jaw, head rotation), and its landmark RMS beside the offline tracker's landmark stage on the same
   frames.
@@ -141,8 +143,22 @@ def live_with_page(images, fps, head, layer, ids, detector, site: Path) -> dict:
     return {"frames": len(images), "seconds": round(seconds, 1), "server_posed": counts.posed,
             "dropped_behind_real_time": counts.dropped, "frames_posed_fraction": round(len(lat) / len(images), 3),
             "latency_ms_median": round(float(np.median(lat)), 1), "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
+            **_latency_parts(hub.stats),
             "draw_frames_per_second": round(1000 / draw_ms, 1),
             "page_draws_per_second_live": round(float(np.median(drawn)), 1) if drawn else 0.0}
+
+
+def _latency_parts(stats) -> dict:
+    """Where a posed frame's latency went (median and p95 ms): read -> published (detection, fit,
+    pose), published -> sent (waiting for the page to ask), sent -> posed (to the page and posed)."""
+    parts = {"server": [], "waiting": [], "in_flight": []}
+    for k in stats.posed:
+        read, published, sent = stats.read_at[k], stats.published_at[k], stats.sent_at[k]
+        parts["server"].append(published - read)
+        parts["waiting"].append(sent - published)
+    parts["in_flight"] = [ms / 1000 for ms in stats.in_flight_ms]
+    return {f"{name}_ms_{q}": round(float(np.percentile(np.array(v) * 1000, 50 if q == "median" else 95)), 1)
+            for name, v in parts.items() for q in ("median", "p95")}
 
 
 def accuracy(layer, frames: int = 40) -> dict:

@@ -30,13 +30,18 @@ import numpy as np
 @dataclass
 class HubStats:
     """produced: frames published; sent / posed: frame indices sent to and posed by pages; latency_ms:
-    per posed frame; read_at: index -> read time (perf_counter seconds)."""
+    per posed frame; read_at / published_at / sent_at: index -> when it was read / published / sent to
+    a page (perf_counter seconds);
+    in_flight_ms: per posed frame, from its sending to the page's `posed` (the page's share of the latency)."""
 
     produced: int = 0
     sent: list[int] = field(default_factory=list)
     posed: list[int] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     read_at: dict[int, float] = field(default_factory=dict)
+    published_at: dict[int, float] = field(default_factory=dict)
+    sent_at: dict[int, float] = field(default_factory=dict)
+    in_flight_ms: list[float] = field(default_factory=list)
 
 
 class FrameHub:
@@ -71,6 +76,7 @@ class FrameHub:
             self._newest = (index, verts.tobytes())
             self.stats.produced += 1
             self.stats.read_at[index] = read_at
+            self.stats.published_at[index] = time.perf_counter()
         self._wake()
 
     def end(self) -> None:
@@ -80,10 +86,11 @@ class FrameHub:
 
     def posed(self, index: int) -> None:
         with self._lock:
-            read = self.stats.read_at.get(index)
+            read, now = self.stats.read_at.get(index), time.perf_counter()
             if read is not None and index not in self.stats.posed:
                 self.stats.posed.append(index)
-                self.stats.latency_ms.append((time.perf_counter() - read) * 1000)
+                self.stats.latency_ms.append((now - read) * 1000)
+                self.stats.in_flight_ms.append((now - self.stats.sent_at.get(index, now)) * 1000)
 
     def median_latency(self) -> float:
         with self._lock:
@@ -146,6 +153,7 @@ class LiveServer:
                     continue
                 last = frame[0]
                 self.hub.stats.sent.append(last)
+                self.hub.stats.sent_at[last] = time.perf_counter()
                 await ws.send_bytes(frame_message(last, frame[1], self.hub.median_latency()))
             except ConnectionError:
                 break
