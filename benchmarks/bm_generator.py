@@ -15,7 +15,9 @@ identities it never saw, plus short personalisation from its output.
    identity's frames: the best head that ignores its sources), with the visibility pool and, same
    weights, the plain mean; phase 1 vs each phase 2 at K = 4.
 4. Personalisation: refine a held-out identity from the generator and from the neutral start for
-   100 / 250 / 500 / 1K / 2K (/ 10K) steps; PSNR on its held-out timesteps per step count.
+   100 / 250 / 500 / 1K / 2K (/ 10K) steps; PSNR on its held-out timesteps per step count. Novel
+   views: each multi-view held-out identity refined on its two cameras nearest the front, scored on
+   the cameras at wider yaws (up to 2K steps at full size, 500 with --quick).
 The tables and the JSON go to MLflow as artifacts of the proof run (beside its training curves).
 """
 
@@ -33,11 +35,11 @@ from pathlib import Path
 SIZES = {  # quick: <= 15 minutes on 2 CPU cores; full: <= 60 minutes proof + <= 20 minutes personalisation;
     # test: the few-minute run tests/test_bm_generator.py makes
     "test": dict(phase1=400, phase2=40, mono_test=3, multiview_test=1, mean_steps=600, max_targets=4,
-                 curve=(100, 300), personalise_subjects=1),
+                 curve=(100, 300), personalise_subjects=1, novel_max_steps=300),
     "quick": dict(phase1=1500, phase2=150, mono_test=6, multiview_test=2, mean_steps=2000, max_targets=8,
-               curve=(100, 250, 500, 1000, 2000), personalise_subjects=1),
+               curve=(100, 250, 500, 1000, 2000), personalise_subjects=1, novel_max_steps=500),
     "full": dict(phase1=6000, phase2=600, mono_test=12, multiview_test=4, mean_steps=4000, max_targets=8,
-                curve=(100, 250, 500, 1000, 2000, 10_000), personalise_subjects=1),
+                curve=(100, 250, 500, 1000, 2000, 10_000), personalise_subjects=1, novel_max_steps=2000),
 }
 HELD_OUT_SEEDS = {"mono": 9101, "multiview": 9102}  # identities no training shard has (those use seeds 1, 2)
 DEFAULT = "phase 2 (anchor + cross-time mix + monocular replay)"  # the proof recipe's own phase 2
@@ -178,6 +180,58 @@ def personalise(root: Path, job, export: Path, size: dict) -> list[dict]:
     return rows
 
 
+def _camera_groups(clip) -> dict[str, list[int]]:
+    """"train": the two cameras nearest the front; then the others by their yaw from the front (either
+    side, rounded to 10 degrees: the synthetic rigs jitter each camera by a degree or two)."""
+    import numpy as np
+
+    rot, trans = clip.viewmats[0, :, :3, :3], clip.viewmats[0, :, :3, 3]
+    centres = -np.einsum("cji,cj->ci", rot, trans)
+    yaw = np.degrees(np.abs(np.arctan2(centres[:, 0], centres[:, 2])))
+    order = [int(i) for i in np.argsort(yaw)]
+    groups = {"train": sorted(order[:2])}
+    for i in order[2:]:
+        groups.setdefault(f"{10 * int(round(yaw[i] / 10))} deg", []).append(i)
+    return groups
+
+
+def personalise_novel(job, export: Path, shards: Path, size: dict) -> list[dict]:
+    """Novel views after personalisation: each held-out multi-view identity refined on its two cameras
+    nearest the front (every timestep), then scored on those (the training views) and on the other
+    cameras (grouped by yaw), from the generator and from the neutral start; 1 step (the start) and
+    the curve's counts up to size["novel_max_steps"] (10K on every multi-view identity: ~25 minutes)."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from sa0.data.reader import list_clip_keys, load_clip
+    from sa0.head import load_head_model
+    from sa0.model.inference import load_trained_generator
+    from sa0.refine import RefineConfig, refine_subject
+    from sa0.refine.refine import evaluate as score
+    from sa0.refine.subjects import select_cameras
+
+    head = load_head_model(job.flame, job.layout)
+    trained = load_trained_generator(export, head)
+    clips = [load_clip(d, k) for d, k in list_clip_keys([shards])]
+    rows = []
+    for steps in (1,) + tuple(s for s in size["curve"] if s <= size["novel_max_steps"]):
+        row = {"steps": steps}
+        for start, generator in (("generator", trained), ("neutral", None)):
+            psnrs, cfg = defaultdict(list), RefineConfig(steps=steps, eval_every=0)
+            for clip in clips:
+                groups = _camera_groups(clip)
+                local = refine_subject(head, select_cameras(clip, groups["train"]), cfg, generator=generator).local
+                for name, idx in groups.items():
+                    psnrs[name].append(score(head, local, select_cameras(clip, idx), cfg.render)["psnr"])
+            row[start] = {name: float(np.mean(v)) for name, v in psnrs.items()}
+        rows.append(row)
+        print(f"personalise (novel views) {steps} steps: " + "; ".join(
+            f"{start} " + ", ".join(f"{k} {v:.2f}" for k, v in row[start].items()) for start in ("generator", "neutral")),
+            flush=True)
+    return rows
+
+
 def generator_tables(root: Path, job, held: dict, exports: dict, mean: Path, size: dict) -> dict:
     """Zero-shot K = 1..4 on the monocular (ff_self) and multi-view (multiview_novel) held-out
     identities with the visibility pool and the plain mean (the same weights), the mean avatar on
@@ -227,7 +281,9 @@ def run(size_name: str, mlflow_uri: str, work: str | None = None) -> dict:
             ray.shutdown()
         began = time.perf_counter()
         curve = personalise(root, job, exports[DEFAULT], size)
+        novel = personalise_novel(job, exports[DEFAULT], held["multiview"], size)
         out = summarise(tables, curve, size, size_name)
+        out["personalise_novel"] = novel
         out.update(proof_minutes=proof_minutes, personalise_minutes=(time.perf_counter() - began) / 60,
                    minutes=(time.perf_counter() - start) / 60, mlflow_run_id=result.mlflow_run_id)
         log_to_mlflow(out, mlflow_uri, root)
@@ -285,9 +341,23 @@ def table(out: dict) -> str:
     lines += [f"| {r['steps']} | {r['generator_psnr']:.2f} ({r['generator_init_psnr']:.2f}) | {r['neutral_psnr']:.2f} "
               f"({r['neutral_init_psnr']:.2f}) | {r['generator_seconds']:.1f} / {r['neutral_seconds']:.1f} |"
               for r in out["personalise"]]
+    lines += _novel_table(out.get("personalise_novel") or [])
     keys = [k for k in out if isinstance(out[k], float)]
     lines += ["", " ".join(f"{k}={out[k]:.2f}" for k in keys)]
     return "\n".join(lines)
+
+
+def _novel_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    views = list(rows[0]["generator"])
+    head = " | ".join(f"{v} (gen.)" for v in views) + " | " + " | ".join(f"{v} (neutral)" for v in views)
+    lines = ["", "Personalisation, novel views (multi-view held-out identities refined on the two cameras nearest "
+             "the front, every timestep; PSNR per camera group; 1 step = the start):", "", f"| steps | {head} |",
+             "|---" * (1 + 2 * len(views)) + "|"]
+    lines += [f"| {r['steps']} | " + " | ".join(f"{r['generator'][v]:.2f}" for v in views) + " | "
+              + " | ".join(f"{r['neutral'][v]:.2f}" for v in views) + " |" for r in rows]
+    return lines
 
 
 def log_to_mlflow(out: dict, mlflow_uri: str, root: Path) -> None:

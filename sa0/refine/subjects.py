@@ -119,6 +119,12 @@ def slice_timesteps(clip: Clip, sl: slice) -> Clip:
         face_boxes=clip.face_boxes[sl], flame=type(clip.flame)(**{k: v[sl] for k, v in clip.flame.as_dict().items()}))
 
 
+def select_cameras(clip: Clip, idx: list[int]) -> Clip:
+    """The clip seen only by cameras `idx` (every timestep)."""
+    return dataclasses.replace(clip, images=clip.images[:, idx], mattes=clip.mattes[:, idx],
+                               viewmats=clip.viewmats[:, idx], Ks=clip.Ks[:, idx], face_boxes=clip.face_boxes[:, idx])
+
+
 def train_test(clips: list[Clip], holdout_fraction: float = 0.2) -> tuple[Clip, Clip]:
     """Test clips (split test/val) if any, else the last `holdout_fraction` of the training clip."""
     train = [c for c in clips if c.meta.split == "train"]
