@@ -213,9 +213,9 @@ def run_drive_job(job: DriveJob) -> int:
     try:
         with opened(PlayJob(avatar=job.avatar, shards=job.shards, head=job.head)) as (package, head, clip), \
                 _frames(job, head, package, counts, realtime=job.serve) as (fps, frames):
-            print(f"driving {package.meta.get('subject')} ({Path(head.model_dir).name} head) from --{job.source}",
-                  flush=True)
             name = head_name(head.model_dir)
+            print(f"driving {package.meta.get('subject')} ({name} head, {head.model_dir}) from --{job.source}",
+                  flush=True)
             if job.serve:
                 seconds, hub = _serve_and_drive(job, package, head, clip, frames, counts, record)
             else:
