@@ -8,9 +8,10 @@ two share are points in correspondence. ICT's neutral landmarks are aligned to t
 similarity transform (Umeyama); then for each ARKit shape a, ICT posed with a at weight 1 gives a
 landmark displacement, carried by that transform onto the target's neutral landmarks, and the
 target's expression coefficients, jaw and eye rotations that reproduce it are found by damped
-Gauss-Newton (each unknown damped in proportion to its own effect, Marquardt's scaling, with a floor so
-that one that moves no landmark stays at 0). Row a of
-the map is that solution; a frame's parameters are its weights times the map (linear: FLAME's
+Gauss-Newton: each expression damped by how far it moves the whole mesh (of the solutions that fit
+the landmarks, the one that moves the rest of the head least), jaw and eyes by their effect on the
+landmarks (Marquardt's scaling), with a floor so that an unknown that moves nothing stays at 0. Row
+a of the map is that solution; a frame's parameters are its weights times the map (linear: FLAME's
 expressions are; the jaw's axis-angle is nearly so at speech angles).
 
 Its error is measured, not assumed (`ArkitMap.report`): per shape, the RMS over the shared
@@ -149,14 +150,14 @@ def fit_arkit_map(target_head, reference_head, reference_facts, head: str, dampi
     native = ict_arkit_map(reference_facts)
     num_ref = ref.num_expression
     ref_x = torch.as_tensor(np.concatenate((native.expression[:, :num_ref], native.jaw, native.eyes), 1), dtype=torch.float64)
+    num_e = min(tgt.num_expression, 100)  # FLAME's leading 100 (the synthetic head has 100; ICT 53)
     with torch.no_grad():
         ref_rest = _pose(ref, torch.zeros(1, num_ref + 9, dtype=torch.float64))[0, r_rows].numpy()
-        tgt_rest = _pose(tgt, torch.zeros(1, min(tgt.num_expression, 100) + 9, dtype=torch.float64))[0, t_rows].numpy()
+        tgt_rest = _pose(tgt, torch.zeros(1, num_e + 9, dtype=torch.float64))[0, t_rows].numpy()
         scale, rot = _similarity(ref_rest, tgt_rest)
         to_target = lambda x: torch.as_tensor(  # noqa: E731
             scale * (_pose(ref, x)[:, r_rows].numpy() - ref_rest) @ rot.T)
         wanted = to_target(ref_x)
-        num_e = min(tgt.num_expression, 100)
         x = _solve(tgt, t_rows, wanted + torch.as_tensor(tgt_rest), _mesh_prior(target_head.flame, num_e, len(shared)),
                    damping)
         got = _pose(tgt, x)[:, t_rows] - torch.as_tensor(tgt_rest)
