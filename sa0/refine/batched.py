@@ -350,6 +350,10 @@ def _finish(head: HeadModel, state: _State, params: dict, i: int, cfg: RefineCon
     metrics["seconds"] = state.elapsed
     metrics["steps"] = cfg.steps
     metrics["max_ar"] = state.history[-1]["max_ar"] if state.history else 1.0
+    novel = state.unseen.novel
+    if novel is not None and novel.bands is not None:  # how far hair and shoulders reach past the outline
+        metrics["outline_bands_mm"] = {"cranium": round(1000 * float(novel.bands[1]), 1),
+                                       "neck": round(1000 * float(novel.bands[2]), 1)}
     metrics["max_ar_novel"] = novel_view_max_ar(head, local, state.verts[state.reference], state.subject.train,
                                                 state.reference, cfg.render)
     return RefineResult(LocalGaussians(**{n: getattr(local, n).cpu() for n in ATTRIBUTES}), state.reference,

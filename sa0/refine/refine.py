@@ -41,7 +41,9 @@ class RefineConfig:
     a prior of weight unseen_prior_weight pulls them toward their start (either 0: off); the mesh's
     outline from orbited views is a matte for the Gaussians' alpha with weight unseen_silhouette_weight
     (0: off; masks at most unseen_silhouette_size pixels; unseen_silhouette_face_only: outside the
-    mesh only pixels nearer the face than the scalp, neck and back count, so hair and collar may stay);
+    mesh only pixels nearer the face than the scalp, neck and back count, so hair and collar may stay;
+    unseen_silhouette_band: also beyond the hair and shoulders the training mattes show around the
+    cranium and the neck);
     unseen_smooth_weight pulls poorly seen texels' colours toward their UV neighbours'.
     Live reporting: the loss terms and maxAR every log_every steps, held-out PSNR / SSIM on up to
     eval_frames frames every eval_every steps (0: never), `images` render | truth snapshots."""
@@ -72,6 +74,7 @@ class RefineConfig:
     unseen_smooth_weight: float = 1.0
     unseen_silhouette_size: int = 256
     unseen_silhouette_face_only: bool = True
+    unseen_silhouette_band: bool = True
     log_every: int = 100
     eval_every: int = 500
     eval_frames: int = 8

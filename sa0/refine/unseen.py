@@ -28,6 +28,7 @@ switchable parts (RefineConfig.unseen_*), each measured by benchmarks/bm_novel_v
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,8 @@ from sa0.head import HeadModel
 from sa0.refine.silhouette import NovelMasks, novel_masks, silhouette_loss
 from sa0.render.mesh import rasterize
 from sa0.types import LocalGaussians
+
+log = logging.getLogger(__name__)
 
 
 def gaussian_visibility(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[tuple[int, int]],
@@ -146,7 +149,11 @@ def guard_unseen(head: HeadModel, verts: torch.Tensor, train: Clip, frames: list
     guard = UnseenGuard()
     if cfg.unseen_silhouette_weight > 0:
         guard.novel = novel_masks(head, verts, train, frames, size=cfg.unseen_silhouette_size,
-                                  face_only=cfg.unseen_silhouette_face_only)
+                                  face_only=cfg.unseen_silhouette_face_only, band=cfg.unseen_silhouette_band)
+        if guard.novel is not None and guard.novel.bands is not None:
+            log.info("silhouette: in the training mattes hair reaches %.0f mm beyond the head's outline, collar "
+                     "and shoulders %.0f mm beyond the neck's; novel views keep alpha within those bands",
+                     *(1000 * guard.novel.bands[1:]))
     fill = neutral and cfg.unseen_fill_below > 0
     prior = cfg.unseen_visibility > 0 and cfg.unseen_prior_weight > 0
     smooth = cfg.unseen_visibility > 0 and cfg.unseen_smooth_weight > 0

@@ -74,7 +74,7 @@ def test_face_zone_is_the_front_of_the_face_on_any_pose(capture):
 def test_face_only_matte_counts_the_face_and_the_pixels_in_front_of_it(capture):
     head, train = capture.head, capture.train
     verts = head.pose_track(train.flame.as_dict())
-    face = novel_masks(head, verts, train, frames_of(train), yaws=(50.0,), max_frames=1, size=64)
+    face = novel_masks(head, verts, train, frames_of(train), yaws=(50.0,), max_frames=1, size=64, band=False)
     bald = novel_masks(head, verts, train, frames_of(train), yaws=(50.0,), max_frames=1, size=64, face_only=False)
     torch.testing.assert_close(face.coverage, bald.coverage)
     assert (bald.weight == 1).all()
@@ -105,3 +105,44 @@ def test_smoothing_pairs_are_uv_neighbours_and_weigh_the_less_seen(capture):
     colors = torch.rand(layout.num_gaussians, 3)
     assert smooth_loss(torch.full_like(colors, 0.4), pairs, w) == 0
     assert smooth_loss(colors, pairs, w) > 0
+
+
+def _haloed(clip, pixels: int):
+    """The clip with every matte grown by `pixels` (hair and clothes around the whole head)."""
+    from scipy.ndimage import binary_dilation
+
+    grown = np.stack([[binary_dilation(m > 127, iterations=pixels) for m in cams] for cams in clip.mattes])
+    return dataclasses.replace(clip, mattes=(grown * 255).astype(np.uint8))
+
+
+def test_bands_measure_how_far_hair_reaches_beyond_the_outline(capture):
+    from sa0.refine.silhouette import CRANIUM, NECK
+
+    head, train = capture.head, capture.train
+    verts = head.pose_track(train.flame.as_dict())
+    frames = frames_of(train)
+    bald = novel_masks(head, verts, train, frames, yaws=(50.0,), max_frames=2, size=96)
+    hairy = novel_masks(head, verts, _haloed(train, 6), frames, yaws=(50.0,), max_frames=2, size=96)
+    depth = float(np.linalg.norm(train.viewmats[0, 0, :3, 3]))
+    px = depth / float(train.Ks[0, 0, 0, 0])  # metres per pixel at the head's depth
+    assert bald.bands[CRANIUM] < 1.5 * px and bald.bands[NECK] < 1.5 * px  # the truth is bald: soft edges only
+    assert 5 * px < hairy.bands[CRANIUM] < 7.5 * px and 5 * px < hairy.bands[NECK] < 7.5 * px
+    # beside the back of the head (the image half away from the face), 2-4 pixels off the outline, alpha must be
+    # 0 on the bald head; the haloed one leaves ~6 pixels free there
+    from scipy.ndimage import distance_transform_edt
+
+    old = novel_masks(head, verts, train, frames, yaws=(50.0,), max_frames=2, size=96, band=False)
+    cover = bald.coverage[0].numpy()
+    dist = distance_transform_edt(cover == 0)
+    ring = (cover == 0) & (dist > 2) & (dist <= 4)  # beyond the bald head's soft edge, inside the halo
+    cols = np.nonzero(cover.sum(0) > 0)[0]
+    middle = (cols.min() + cols.max()) // 2
+    halves = (np.arange(96) < middle, np.arange(96) >= middle)
+    back = min(halves, key=lambda h: float(old.weight[0].numpy()[:, h].mean()))
+    ring_back = ring & back[None]
+    assert ring_back.sum() > 20
+    assert float(old.weight[0].numpy()[ring_back].mean()) < 0.1  # before: the back of the head's surroundings free
+    assert float(bald.weight[0].numpy()[ring_back].mean()) > 0.9
+    assert float(hairy.weight[0].numpy()[ring_back].mean()) < 0.1
+    inside = cover > 0.99  # inside the outline the scalp counts now too, the neck still does not
+    assert float(old.weight[0][inside].mean()) < float(bald.weight[0][inside].mean()) < 1.0
