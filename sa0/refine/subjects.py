@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sa0.config import FlameConfig, LayoutConfig
@@ -112,8 +113,8 @@ def driver_clip(subject: str, shard_dirs) -> Clip:
     return motion_clip(load_subject_clips(subject, shard_dirs))
 
 
-def slice_timesteps(clip: Clip, sl: slice) -> Clip:
-    """The clip restricted to the timesteps in `sl` (all cameras)."""
+def slice_timesteps(clip: Clip, sl: slice | np.ndarray) -> Clip:
+    """The clip restricted to the timesteps in `sl`, a slice or an index array (all cameras)."""
     return dataclasses.replace(
         clip, images=clip.images[sl], mattes=clip.mattes[sl], viewmats=clip.viewmats[sl], Ks=clip.Ks[sl],
         face_boxes=clip.face_boxes[sl], flame=type(clip.flame)(**{k: v[sl] for k, v in clip.flame.as_dict().items()}))
