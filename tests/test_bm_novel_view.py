@@ -23,12 +23,12 @@ def test_novel_view_benchmark_small():
     rows = report["rows"]
     default, off = rows["ICT head, true params, default"], rows["ICT head, true params, unseen off"]
     no_silhouette = rows["ICT head, true params, default, silhouette off"]
-    whole = rows["ICT head, true params, default, whole-head silhouette"]
-    # measured at this size on the 2-core CPU machine: frontal 29.09, 30 degrees 24.96 (gap 4.13 dB; the issue's
-    # target is 3); silhouette off 24.50, whole-head silhouette 25.71, unseen parts off 23.61
-    # (benchmarks/results/novel_view_cpu_202612.md)
-    assert report["frontal_psnr"] - report["novel30_psnr"] <= 4.7
+    no_band = rows["ICT head, true params, default, band off"]
+    # measured at this size on the 2-core CPU machine: frontal 28.29, 30 degrees 25.47 (gap 2.82 dB; the issue's
+    # target is 3); unseen parts off 29.04 / 23.61, silhouette off 24.50, band off 24.96, whole-head silhouette
+    # 25.71 at 30 degrees (benchmarks/results/novel_view_cpu_202612.md)
+    assert report["frontal_psnr"] - report["novel30_psnr"] <= 3.6
     assert default["novel30_psnr"] >= off["novel30_psnr"] and default["novel60_psnr"] >= off["novel60_psnr"]
-    assert default["frontal_psnr"] >= off["frontal_psnr"] - 0.3  # what the views show is not lost
+    assert default["frontal_psnr"] >= off["frontal_psnr"] - 1.0  # the matte costs the front 0.75 dB here (0.49 at 256^2)
     assert default["novel30_psnr"] > no_silhouette["novel30_psnr"]  # the face-only silhouette's gain
-    assert whole["novel30_psnr"] > default["novel30_psnr"]  # the whole-head matte gains more on a bald head
+    assert default["novel30_psnr"] > no_band["novel30_psnr"]  # the bald truth's band is ~0: its scalp's matte counts

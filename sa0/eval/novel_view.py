@@ -162,9 +162,11 @@ def exact_capture(truth: TruthSubject, uv_resolution: int, holdout: float = 0.2)
                    np.broadcast_to(truth.K, (len(test), 3, 3)), truth.verts[test], pivots, pivots)
 
 
-def tracked_capture(truth: TruthSubject, head_dir: str, out, uv_resolution: int, size: int = 256) -> Capture:
-    """Track the truth video with the head in `head_dir` (landmarks only, from the true landmark pixels
-    of the ICT embedding's MediaPipe ids), split as refine_batch does (last fifth held out)."""
+def tracked_capture(truth: TruthSubject, head_dir: str, out, uv_resolution: int, size: int = 256,
+                    photometric: bool = True) -> Capture:
+    """Track the truth video with the head in `head_dir` as track.py does (landmarks from the true
+    pixels of the ICT embedding's MediaPipe ids instead of MediaPipe's; the photometric stage unless
+    `photometric` is False), split as refine_batch does (last fifth held out)."""
     from sa0.flame.landmarks import with_irises
     from sa0.refine.subjects import load_subject_clips, train_test
     from sa0.track.detect import Detection, ProjectedDetector, full_landmarks
@@ -176,7 +178,7 @@ def tracked_capture(truth: TruthSubject, head_dir: str, out, uv_resolution: int,
     embedding = with_irises(load_mediapipe_embedding(head_dir, len(head.faces)), head.flame)
     detector = ProjectedDetector(lambda i: Detection([full_landmarks(truth.ids, truth.landmarks[i])], truth.mattes[i]))
     report = track(array_source(truth.images, "truth"), detector, head, embedding, out,
-                   TrackConfig(size=size, photo=None, overlay=False))
+                   TrackConfig(size=size, overlay=False, **({} if photometric else {"photo": None})))
     train, test = train_test(load_subject_clips("truth", [out]))
     used = np.array([r["frame"] for r in report["per_frame"] if r["status"] == "used"])[train.num_timesteps:]
     h, w = truth.images.shape[1:3]
