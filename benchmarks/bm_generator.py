@@ -35,7 +35,7 @@ from pathlib import Path
 SIZES = {  # quick: <= 15 minutes on 2 CPU cores; full: <= 60 minutes proof + <= 20 minutes personalisation;
     # test: the few-minute run tests/test_bm_generator.py makes
     "test": dict(phase1=400, phase2=40, mono_test=3, multiview_test=1, mean_steps=600, max_targets=4,
-                 curve=(100, 300), personalise_subjects=1, novel_max_steps=300),
+                 curve=(100, 300), personalise_subjects=1, novel_max_steps=300, paper_mix=False),
     "quick": dict(phase1=1500, phase2=150, mono_test=6, multiview_test=2, mean_steps=2000, max_targets=8,
                curve=(100, 250, 500, 1000, 2000), personalise_subjects=1, novel_max_steps=500),
     "full": dict(phase1=6000, phase2=600, mono_test=12, multiview_test=4, mean_steps=4000, max_targets=8,
@@ -47,11 +47,12 @@ PAPER_MIX = "phase 2, paper's mix only (anchor, multi-view cross-time draws)"
 NO_ANCHOR = "phase 2, no anchor, no cross-time mix"
 
 
-def variants(job) -> dict[str, list[str]]:
-    """Phase-2 runs from the same phase-1 generator besides the recipe's own: name -> overrides."""
+def variants(job, paper_mix: bool = True) -> dict[str, list[str]]:
+    """Phase-2 runs from the same phase-1 generator besides the recipe's own: name -> overrides (the
+    paper's mix only where `paper_mix`: the test size leaves it out for time)."""
     multiview = f"phase2.data.shard_dirs={job.phase2.data.shard_dirs[0]}"  # without phase 1's clips
-    return {PAPER_MIX: [multiview],
-            NO_ANCHOR: [multiview, "phase2.loss.l2_sp=0", "phase2.data.example.sampler.cross_camera_prob=1"]}
+    runs = {PAPER_MIX: [multiview]} if paper_mix else {}
+    return runs | {NO_ANCHOR: [multiview, "phase2.loss.l2_sp=0", "phase2.data.example.sampler.cross_camera_prob=1"]}
 
 PERSONALISE_FRAMES = 40  # the held-out identity's clip for personalisation (the last 20 % held out)
 TARGETS_FROM = 4  # ff_self targets: timesteps 4.. for every K
@@ -273,7 +274,7 @@ def run(size_name: str, mlflow_uri: str, work: str | None = None) -> dict:
             result = train_generator(job)
             proof_minutes = (time.perf_counter() - start) / 60
             exports = {"phase 1 only": result.exports[1], DEFAULT: result.exports[2]}
-            for name, overrides in variants(job).items():
+            for name, overrides in variants(job, size.get("paper_mix", True)).items():
                 exports[name] = phase2_variant(job, result.exports[1], name, overrides)
             mean = mean_avatar(root, job, size)
             tables = generator_tables(root, job, held, exports, mean, size)
@@ -303,7 +304,7 @@ def summarise(tables: dict, curve: list[dict], size: dict, size_name: str) -> di
         for kind, infix in (("mono", ""), ("multiview", "_multiview")):
             out.update({f"zero_shot{infix}_psnr_k{r + 1}{suffix}": row["psnr"]
                         for r, row in enumerate(tables[f"zero_shot_{pool}"][kind])})
-    out.update(phase2_anchor_drop_db=drop(DEFAULT), phase2_paper_mix_drop_db=drop(PAPER_MIX),
+    out.update(phase2_anchor_drop_db=drop(DEFAULT), phase2_paper_mix_drop_db=drop(PAPER_MIX) if PAPER_MIX in phases else None,
                phase2_no_anchor_drop_db=drop(NO_ANCHOR),
                personalise_500_gap_db=final["generator_psnr"] - short["generator_psnr"],
                personalise_500_gap_db_neutral=final["neutral_psnr"] - short["neutral_psnr"],
