@@ -140,6 +140,21 @@ def _nearest_outside(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dist, labels[iy, ix]
 
 
+def spread(frames: list[tuple[int, int]], count: int) -> list[tuple[int, int]]:
+    """At most `count` of `frames`, spread evenly over them."""
+    return [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(count, len(frames))).round()]
+
+
+def frame_camera(clip: Clip, t: int, c: int, size: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(view (4, 4), K (3, 3) float64, height, width) of frame (t, c) at most `size` pixels on its longer
+    side (its own size if smaller)."""
+    h, w = clip.image_size
+    scale = min(1.0, size / max(h, w))
+    K = np.asarray(clip.Ks[t, c], np.float64).copy()
+    K[:2] *= scale
+    return np.asarray(clip.viewmats[t, c], np.float64), K, max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def outline_bands(head: HeadModel, verts: torch.Tensor, clip: Clip, picks: list[tuple[int, int]],
                   face_zones: np.ndarray, size: int = 256, percentile: float = 98.0) -> np.ndarray | None:
     """How far beyond the mesh's outline the person reaches in the training frames, per zone (3,)
@@ -148,16 +163,11 @@ def outline_bands(head: HeadModel, verts: torch.Tensor, clip: Clip, picks: list[
     head: no hair), None without mattes."""
     if clip.mattes is None:
         return None
-    h, w = clip.image_size
-    scale = min(1.0, size / max(h, w))
-    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
     faces = head.faces.cpu().numpy()
     metres: list[list[np.ndarray]] = []
     for t, c in picks:
         v = verts[t].detach().cpu().double().numpy()
-        K = np.asarray(clip.Ks[t, c], np.float64).copy()
-        K[:2] *= scale
-        view = np.asarray(clip.viewmats[t, c], np.float64)
+        view, K, rh, rw = frame_camera(clip, t, c, size)
         matte = torch.nn.functional.interpolate(torch.as_tensor(clip.mattes[t, c], dtype=torch.float32)[None, None],
                                                 size=(rh, rw), mode="area")[0, 0].numpy() >= 127.5
         labels = _labels(rasterize(v, faces, view, K, rh, rw), face_zones)
@@ -219,10 +229,7 @@ def novel_masks(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[t
     the outline only the face's surroundings count, and with `band` the cranium's and the neck's beyond
     the bands measured from the training mattes (`outline_bands`). None (warned) when face_only and the head's
     embedding cannot place the face."""
-    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round()]
-    h, w = clip.image_size
-    scale = min(1.0, size / max(h, w))
-    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+    picks = spread(frames, max_frames)
     faces = head.faces.cpu().numpy()
     zones = head_zones(head, verts[picks[0][0]]) if face_only else None
     if face_only and zones is None:
@@ -234,8 +241,7 @@ def novel_masks(head: HeadModel, verts: torch.Tensor, clip: Clip, frames: list[t
     steps, views, Ks, coverage, weight = [], [], [], [], []
     for t, c in picks:
         v = verts[t].detach().cpu().double().numpy()
-        K = np.asarray(clip.Ks[t, c], np.float64).copy()
-        K[:2] *= scale
+        _, K, rh, rw = frame_camera(clip, t, c, size)
         fine = K.copy()
         fine[:2] *= supersample
         for yaw in yaws:

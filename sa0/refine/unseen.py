@@ -37,7 +37,7 @@ import torch
 from sa0.data.schema import Clip
 from sa0.gaussians import face_frames, texel_points
 from sa0.head import HeadModel
-from sa0.refine.silhouette import NovelMasks, novel_masks, silhouette_loss
+from sa0.refine.silhouette import NovelMasks, frame_camera, novel_masks, silhouette_loss, spread
 from sa0.render.mesh import rasterize
 from sa0.types import LocalGaussians
 
@@ -50,18 +50,13 @@ def gaussian_visibility(head: HeadModel, verts: torch.Tensor, clip: Clip, frames
     frames (spread evenly) in which its surface point is not hidden: it projects inside the frame and
     lies within `tolerance` metres of the nearest surface the mesh shows at that pixel. verts (T, V, 3)
     posed per timestep; frames are rasterised with their longer side at most `size` pixels."""
-    picks = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round()]
     faces = head.faces.cpu()
     best = torch.zeros(head.num_gaussians, dtype=torch.float64)
-    h, w = clip.image_size
-    scale = min(1.0, size / max(h, w))
-    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
-    for t, c in picks:
+    for t, c in spread(frames, max_frames):
         v = verts[t].detach().cpu().double()
-        view = torch.as_tensor(np.asarray(clip.viewmats[t, c], np.float64))
-        K = torch.as_tensor(np.asarray(clip.Ks[t, c], np.float64)).clone()
-        K[:2] *= scale
-        depth = torch.as_tensor(rasterize(v.numpy(), faces.numpy(), view.numpy(), K.numpy(), rh, rw).depth)
+        view, K, rh, rw = frame_camera(clip, t, c, size)
+        depth = torch.as_tensor(rasterize(v.numpy(), faces.numpy(), view, K, rh, rw).depth)
+        view, K = torch.as_tensor(view), torch.as_tensor(K)
         rotations, _, _ = face_frames(v, faces)
         normals = rotations[head.layout.face_idx.cpu()][..., 1]
         points = texel_points(v, faces, head.layout)
