@@ -12,7 +12,12 @@ per-frame corrections of global rotation, translation, jaw and expression. The G
 rest places on the mesh (no free offsets), so only the mesh can move to explain an outline. Losses:
 L1 against the matted crop on black, as refinement sees it, plus a silhouette term |alpha - matte|;
 below the chin the term is one-sided (only alpha outside the matte counts), because a person matte
-also holds the shoulders, which the FLAME neck must not stretch to cover. The landmark loss stays on
+also holds the shoulders, which the FLAME neck must not stretch to cover. The Gaussians' alpha reaches
+a pixel or more past the mesh's outline (more at a coarse UV layout), so fitting it to a camera's
+matte would shrink the mesh by that much: the mattes are grown by the reach measured on the clip's
+landmark fit (`alpha_reach`, `grown_mattes`), which puts the mesh's own outline on the matte's
+(sa0's synthetic videos, drawn by Gaussians, already carry that reach in their mattes: `reach=False`
+for them). The landmark loss stays on
 as a weak anchor; an optional quadratic prior (w_stay) holds corrections near the landmark fit.
 """
 
@@ -43,7 +48,9 @@ class PhotoConfig:
     Cauchy; None: `landmark_weight(head)`); w_silhouette: weight of |alpha - matte| against the colour L1; w_stay: prior keeping
     corrections near the landmark fit; num_expression, num_shape: leading expression (per frame)
     and identity (shared) components corrected; face_box: None (the losses count over the whole
-    crop) or the growth of the landmark box they are limited to."""
+    crop) or the growth of the landmark box they are limited to; reach: grow the mattes by how far
+    the Gaussians' alpha reaches past the mesh's outline (`alpha_reach`), so that the mesh's
+    outline, not the Gaussians', lands on the matte's."""
 
     visits: int = 80
     warmup: int = 20
@@ -60,6 +67,7 @@ class PhotoConfig:
     num_expression: int = 20
     num_shape: int = 100
     face_box: float | None = None
+    reach: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -98,6 +106,29 @@ def loss_regions(boxes: np.ndarray, size: int, grow: float | None) -> np.ndarray
     for t, (x0, y0, x1, y1) in enumerate(boxes):
         g = grow * max(x1 - x0, y1 - y0)
         out[t] = (xs >= x0 - g) & (xs <= x1 + g) & (ys >= y0 - g) & (ys <= y1 + g)
+    return out
+
+
+def outline_length(mask: np.ndarray) -> float:
+    """Length (px) of a binary mask's outline: its pixel-edge count x pi/4 (a staircase's edges
+    overcount a straight edge's length by 4/pi averaged over directions)."""
+    m = np.pad(mask.astype(np.int8), 1)
+    return float(np.abs(np.diff(m, axis=0)).sum() + np.abs(np.diff(m, axis=1)).sum()) * np.pi / 4
+
+
+def grown_mattes(mattes: np.ndarray, by: float) -> np.ndarray:
+    """(T, S, S) uint8 mattes -> float32 in [0, 1], each grown outward by `by` px (a 1-px soft edge
+    from the signed distance to its 0.5 contour; never below the matte itself)."""
+    from scipy.ndimage import distance_transform_edt
+
+    soft = np.asarray(mattes, np.float32) / 255.0
+    if by <= 0:
+        return soft
+    out = np.empty_like(soft)
+    for t, m in enumerate(soft):
+        inside = m >= 0.5
+        sdf = np.where(inside, distance_transform_edt(inside) - 0.5, 0.5 - distance_transform_edt(~inside))
+        out[t] = np.maximum(m, np.clip(sdf + by + 0.5, 0.0, 1.0))
     return out
 
 
@@ -155,16 +186,37 @@ class _Problem:
         p["shape"] = torch.cat((p["shape"][:, :self.num_s] + self.shape_delta, p["shape"][:, self.num_s:]), 1)
         return FlameParams(**p)
 
+    def render(self, verts: torch.Tensor, t: int):
+        l0 = self.local0
+        local = LocalGaussians(l0.positions, l0.rotations, l0.log_scales, torch.sigmoid(self.colors), l0.opacity_logits)
+        cams = Cameras(self.view[None], self.Ks[t][None], self.size, self.size)
+        return render(bind(local, verts, self.head.faces, self.head.layout), cams, torch.zeros(3, device=self.device),
+                      RenderConfig())
+
+    def alpha_reach(self, frames: int = 4) -> float:
+        """How far (crop px) the Gaussians' alpha (> 0.5) reaches past the mesh's outline at the
+        start: (alpha's area - the mesh's area) / the outline's length, over up to `frames` frames."""
+        from sa0.render.mesh import rasterize
+
+        idx = torch.as_tensor(np.unique(np.linspace(0, self.t_count - 1, frames).round().astype(np.int64)))
+        extra = length = 0.0
+        with torch.no_grad():
+            verts = self.head.flame(self.posed(idx.to(self.device)))
+            for j, t in enumerate(idx.tolist()):
+                alpha = self.render(verts[j], t).alpha[0, ..., 0].cpu().numpy() > 0.5
+                mesh = rasterize(verts[j].double().cpu().numpy(), self.head.faces.cpu().numpy(), VIEW0.astype(np.float64),
+                                 self.Ks[t].double().cpu().numpy(), self.size, self.size).mask
+                extra += float(alpha.sum()) - float(mesh.sum())
+                length += outline_length(mesh)
+        return max(extra / max(length, 1.0), 0.0)
+
     def frame_loss(self, idx) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (image loss per frame: colour L1 + weighted silhouette, landmark anchor per frame)."""
         p, head = self.posed(idx), self.head
         verts = head.flame(p)
-        l0 = self.local0
-        local = LocalGaussians(l0.positions, l0.rotations, l0.log_scales, torch.sigmoid(self.colors), l0.opacity_logits)
-        black, l1 = torch.zeros(3, device=self.device), []
+        l1 = []
         for j, t in enumerate(idx.tolist()):
-            cams = Cameras(self.view[None], self.Ks[t][None], self.size, self.size)
-            out = render(bind(local, verts[j], head.faces, head.layout), cams, black, RenderConfig())
+            out = self.render(verts[j], t)
             diff = (out.image[0] - self.target[t]).abs().sum(-1, keepdim=True) / 3
             gap = out.alpha[0] - self.matte[t]
             sil = torch.where(self.one_sided[t], gap.clamp(min=0), gap.abs())
@@ -190,8 +242,12 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
                        cfg: PhotoConfig, device: str | torch.device = "cpu", progress=None) -> tuple[FlameParams, dict]:
     """params: landmark-fit FlameParams (T, ...) under VIEW0; targets: the frames at the stage's size.
     -> polished params (CPU) and {"l1_before", "l1_after"} (the stage's image loss, colour L1 plus
-    weighted silhouette term, over all frames) and "steps". progress: called with 1 per step."""
+    weighted silhouette term, over all frames), "steps" and "reach_px" (the mattes' growth, `alpha_reach`).
+    progress: called with 1 per step."""
     problem = _Problem(head, layer, params, targets, cfg, torch.device(device))
+    reach = problem.alpha_reach() if cfg.reach else 0.0
+    if reach > 0:
+        problem.matte = torch.as_tensor(grown_mattes(targets.mattes, reach), device=problem.device)[..., None]
     before = problem.image_loss_all()
     w_landmarks = cfg.w_landmarks if cfg.w_landmarks is not None else landmark_weight(head)
     opt = problem.optimizer(cfg)
@@ -219,4 +275,4 @@ def photometric_refine(head: HeadModel, layer: LandmarkLayer, params: FlameParam
     with torch.no_grad():
         out = problem.posed(torch.arange(t_count, device=problem.device))
     return FlameParams(*(getattr(out, f.name).detach().float().cpu() for f in fields(out))), \
-        {"l1_before": before, "l1_after": after, "steps": steps}
+        {"l1_before": before, "l1_after": after, "steps": steps, "reach_px": reach}
