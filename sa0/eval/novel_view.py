@@ -163,10 +163,11 @@ def exact_capture(truth: TruthSubject, uv_resolution: int, holdout: float = 0.2)
 
 
 def tracked_capture(truth: TruthSubject, head_dir: str, out, uv_resolution: int, size: int = 256,
-                    photometric: bool = True) -> Capture:
+                    photometric: bool = True, photo=None) -> Capture:
     """Track the truth video with the head in `head_dir` as track.py does (landmarks from the true
     pixels of the ICT embedding's MediaPipe ids instead of MediaPipe's; the photometric stage unless
-    `photometric` is False), split as refine_batch does (last fifth held out)."""
+    `photometric` is False, with `photo` (a PhotoConfig; None: its defaults)), split as refine_batch
+    does (last fifth held out)."""
     from sa0.flame.landmarks import with_irises
     from sa0.refine.subjects import load_subject_clips, train_test
     from sa0.track.detect import Detection, ProjectedDetector, full_landmarks
@@ -177,8 +178,9 @@ def tracked_capture(truth: TruthSubject, head_dir: str, out, uv_resolution: int,
     head = load_head_model(FlameConfig(model_dir=head_dir), LayoutConfig(uv_resolution=uv_resolution))
     embedding = with_irises(load_mediapipe_embedding(head_dir, len(head.faces)), head.flame)
     detector = ProjectedDetector(lambda i: Detection([full_landmarks(truth.ids, truth.landmarks[i])], truth.mattes[i]))
+    stage = {"photo": None} if not photometric else {"photo": photo} if photo is not None else {}
     report = track(array_source(truth.images, "truth"), detector, head, embedding, out,
-                   TrackConfig(size=size, overlay=False, **({} if photometric else {"photo": None})))
+                   TrackConfig(size=size, overlay=False, **stage))
     train, test = train_test(load_subject_clips("truth", [out]))
     used = np.array([r["frame"] for r in report["per_frame"] if r["status"] == "used"])[train.num_timesteps:]
     h, w = truth.images.shape[1:3]
@@ -193,7 +195,12 @@ def tracked_capture(truth: TruthSubject, head_dir: str, out, uv_resolution: int,
 
 def score_views(capture: Capture, truth: TruthSubject, local, yaws=(0, 30, -30, 60, -60), render_cfg=None) -> dict:
     """PSNR / SSIM (over black) and maxAR of the refined `local` against the truth on the held-out
-    timesteps, seen from the training camera orbited by each yaw -> {yaw: {psnr, ssim, max_ar}}."""
+    timesteps, seen from the training camera orbited by each yaw -> {yaw: {psnr, ssim, max_ar,
+    psnr_registered, ssim_registered, shift_px, rotation_deg}}: the registered scores after each
+    render's 2D similarity registration to its truth (sa0.eval.registration: a tracked head's frame
+    is the truth's only up to the tracker's error), with the warp's mean size."""
+    from sa0.eval.registration import register
+
     from sa0.config import RenderConfig
     from sa0.gaussians import bind
     from sa0.losses import max_aspect_ratio, psnr, ssim
@@ -218,9 +225,13 @@ def score_views(capture: Capture, truth: TruthSubject, local, yaws=(0, 30, -30, 
                 rendered = render(bind(local, verts[i], head.faces, head.layout), cams, torch.zeros(3), render_cfg)
             target = torch.as_tensor(image, dtype=torch.float32)[None] / 255.0
             pred = rendered.image.clamp(0, 1)
-            scores.append((psnr(pred, target).item(), ssim(pred, target).item(), max_aspect_ratio(rendered)))
+            warped, reg = register(pred, target)
+            scores.append((psnr(pred, target).item(), ssim(pred, target).item(), max_aspect_ratio(rendered),
+                           psnr(warped, target).item(), ssim(warped, target).item(), float(np.hypot(*reg.shift_px)),
+                           abs(reg.rotation_deg)))
+        keys = ("psnr", "ssim", "max_ar", "psnr_registered", "ssim_registered", "shift_px", "rotation_deg")
         out[yaw] = {k: float(np.mean([s[j] for s in scores])) if k != "max_ar" else float(max(s[2] for s in scores))
-                    for j, k in enumerate(("psnr", "ssim", "max_ar"))}
+                    for j, k in enumerate(keys)}
     return out
 
 
