@@ -6,9 +6,12 @@ A subject is an ICT-FaceKit identity sa0 has not used elsewhere (random identity
 rasteriser (sa0.render.mesh), which knows nothing of Gaussians, 3 x 3 samples per pixel (a camera's
 pixels integrate: edges and mattes are soft, as in a video). Any head and refinement can then be
 scored where a phone never looked: the held-out timesteps from the training camera orbited about
-the head (yaw 30 and 60 degrees, both sides). Orbits turn the world about a pivot, the centroid of
-facial landmarks, so the head stays where it was in the image; a tracked head orbits about its
-own landmarks' centroid and the truth about the true one (tracking errors therefore show).
+the head (yaw 30 and 60 degrees, both sides). Orbits turn the camera about its own image's vertical
+through a pivot, the centroid of facial landmarks, so the head stays where it was in the image; a
+tracked head orbits about its own landmarks' centroid and the truth about the true one (tracking
+errors therefore show). The axis is the camera's, not the world's: a tracked clip's world is the
+head's own (its pose is in the camera), and orbiting about the head's up axis turned the tracked
+views away from the truth's by the head's pitch and roll (1.3 degrees of image rotation at 30).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from sa0.config import FlameConfig, LayoutConfig
 from sa0.flame.landmarks import landmarks_from_vertices, load_mediapipe_embedding
-from sa0.geometry.camera import intrinsics_from_fov, look_at, orbit
+from sa0.geometry.camera import camera_up, intrinsics_from_fov, look_at, orbit
 from sa0.head import HeadModel, load_head_model
 from sa0.heads.ict import IctFacts, ict_dir
 from sa0.render.mesh import rasterize, textured
@@ -215,8 +218,9 @@ def score_views(capture: Capture, truth: TruthSubject, local, yaws=(0, 30, -30, 
     for yaw in yaws:
         scores = []
         for i in range(capture.test.num_timesteps):
-            view = orbit(capture.test.viewmats[i, 0], capture.pivots[i], yaw)
-            true_view = orbit(capture.true_views[i], capture.true_pivots[i], yaw)
+            train_view = capture.test.viewmats[i, 0]
+            view = orbit(train_view, capture.pivots[i], yaw, axis=camera_up(train_view))
+            true_view = orbit(capture.true_views[i], capture.true_pivots[i], yaw, axis=camera_up(capture.true_views[i]))
             image, _ = render_truth(capture.true_verts[i], truth.head.faces.numpy(), truth.face_uv, truth.texture,
                                     true_view, capture.true_Ks[i], h)
             cams = Cameras(torch.as_tensor(view, dtype=torch.float32)[None],

@@ -1,10 +1,10 @@
 """Registering a novel view's render to its ground truth before scoring it.
 
-A tracked head's frame is the truth's only up to the tracker's error. From one frontal camera a
-head's pitch is known to a degree or two and its depth to millimetres, so a view orbited 30 degrees
-about it lands a pixel or so off the truth's orbited view. A pitch error shows there as an in-plane
-rotation that grows as sin(yaw); on sa0's benchmark ~1 px of shift and 1.3 degrees of rotation at 30
-degrees cost ~5 dB on a finely textured head. Methods with estimated cameras score test views after
+A tracked head's frame is the truth's only up to the tracker's error: from one frontal camera its
+depth and pitch are weakly seen, so a view orbited 30 degrees about it lands a fraction of a pixel
+or more off the truth's orbited view (on sa0's benchmark 0.6 px and 0.4 degrees of image rotation
+at 30 degrees, 1.3 px at 60, costing 2-3 dB on a finely textured head). A pitch error shows there as
+an in-plane rotation that grows as sin(yaw). Methods with estimated cameras score test views after
 aligning their poses (BARF and NoPe-NeRF optimise each test camera). sa0 does the 2D analogue: the
 render is warped by the similarity (shift, scale, in-plane rotation about the image centre) that best
 matches the truth, found by Adam on the mean squared error, first on 5 x 5 box-blurred images (wide

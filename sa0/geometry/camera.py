@@ -46,14 +46,24 @@ def intrinsics_from_fov(fov_y_degrees: float, width: int, height: int) -> torch.
     )
 
 
-def orbit(view, pivot, yaw_degrees: float):
+def camera_up(view):
+    """The world direction (3,) a (4, 4) OpenCV view matrix shows as up in its image (-y of the camera)."""
+    import numpy as np
+
+    return -np.asarray(view, np.float64)[1, :3]
+
+
+def orbit(view, pivot, yaw_degrees: float, axis=None):
     """The (4, 4) view matrix (numpy float64) of `view` after turning the world by -yaw about the
-    vertical (+y) line through `pivot` (3,): the camera circles the subject by +yaw and the pivot keeps
-    its pixel."""
+    line through `pivot` (3,) along `axis` (3,; default the world's vertical, +y): the camera circles
+    the subject by +yaw and the pivot keeps its pixel. With axis=camera_up(view) the camera circles
+    about its own image's vertical, whatever the world's axes (a tracked clip's world is the head's)."""
     import numpy as np
 
     a = math.radians(-yaw_degrees)
-    rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    k = np.array([0.0, 1.0, 0.0]) if axis is None else np.asarray(axis, np.float64) / np.linalg.norm(axis)
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    rot = np.eye(3) + math.sin(a) * cross + (1 - math.cos(a)) * cross @ cross  # Rodrigues
     world = np.eye(4)
     pivot = np.asarray(pivot, np.float64)
     world[:3, :3], world[:3, 3] = rot, pivot - rot @ pivot
