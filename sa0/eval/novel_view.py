@@ -202,9 +202,8 @@ def score_views(capture: Capture, truth: TruthSubject, local, yaws=(0, 30, -30, 
     psnr_registered, ssim_registered, shift_px, rotation_deg}}: the registered scores after each
     render's 2D similarity registration to its truth (sa0.eval.registration: a tracked head's frame
     is the truth's only up to the tracker's error), with the warp's mean size."""
-    from sa0.eval.registration import register
-
     from sa0.config import RenderConfig
+    from sa0.eval.registration import register
     from sa0.gaussians import bind
     from sa0.losses import max_aspect_ratio, psnr, ssim
     from sa0.render.api import render

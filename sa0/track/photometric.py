@@ -127,6 +127,9 @@ def grown_mattes(mattes: np.ndarray, by: float) -> np.ndarray:
     out = np.empty_like(soft)
     for t, m in enumerate(soft):
         inside = m >= 0.5
+        if inside.all() or not inside.any():  # nothing to grow (no outline): as it is
+            out[t] = m
+            continue
         sdf = np.where(inside, distance_transform_edt(inside) - 0.5, 0.5 - distance_transform_edt(~inside))
         out[t] = np.maximum(m, np.clip(sdf + by + 0.5, 0.0, 1.0))
     return out

@@ -77,6 +77,8 @@ def test_grown_mattes_move_the_outline_out_by_the_asked_distance():
         assert (grown >= matte[0] / 255.0 - 1e-6).all()  # never below the matte
         radius = np.sqrt(grown.sum() / np.pi)  # the grown disc's area as a radius
         assert radius == pytest.approx(20.0 + by, abs=0.35), (by, radius)
+    empty = np.zeros((1, 16, 16), np.uint8)  # a frame without a matte stays without one
+    assert grown_mattes(empty, 2.0).max() == 0.0
 
 
 @pytest.mark.gpu
