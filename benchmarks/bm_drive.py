@@ -77,6 +77,11 @@ class _Detector:
         self.detect = Timed(detector.detect)
 
 
+def _poser(head) -> Poser:
+    """The identity the fits carry (zeros, as _Fitters'), baked in as drive.py bakes the avatar's."""
+    return Poser(head, np.zeros(head.flame.num_shape))
+
+
 class _Fitters:
     """make(size) for video_frames, each fit timed."""
 
@@ -92,7 +97,7 @@ class _Fitters:
 def server_side(images, fps, head, layer, ids, detector) -> dict:
     """Every frame through read -> detect -> fit -> pose -> pack, as fast as it goes."""
     timed, fitters = _Detector(detector), _Fitters(layer)
-    poser = Timed(Poser(head))
+    poser = Timed(_poser(head))
     pack = Timed(lambda k, t, v: frame_message(k, np.ascontiguousarray(v, np.float32).tobytes(), 0.0))
     counts = DriveCounts()
     start = time.perf_counter()
@@ -129,7 +134,7 @@ def live_with_page(images, fps, head, layer, ids, detector, site: Path) -> dict:
         page.goto(f"{server.url}/?live=1")
         hub.page.wait(120)
         frames = video_frames(iter(images), fps, _Detector(detector), _Fitters(layer), ids, counts, realtime=True)
-        worker = threading.Thread(target=lambda: (drive(frames, Poser(head), hub.publish, counts), hub.end()))
+        worker = threading.Thread(target=lambda: (drive(frames, _poser(head), hub.publish, counts), hub.end()))
         start = time.perf_counter()
         worker.start()
         while worker.is_alive():
@@ -191,7 +196,7 @@ def real_videos(head, layer, ids, detector, quick: bool) -> dict:
         counts = DriveCounts()
         frames = video_frames(iter(images), fps, _Detector(detector), _Fitters(layer), ids, counts, realtime=True)
         start = time.perf_counter()
-        drive(frames, Poser(head), lambda *_: None, counts)
+        drive(frames, _poser(head), lambda *_: None, counts)
         seconds = time.perf_counter() - start
         out[path.stem] = {"frames": len(images), "video_fps": round(fps, 2), "posed_fraction": round(counts.posed / len(images), 3),
                           "frames_per_second": round(counts.posed / seconds, 1), "no_face": counts.no_face}

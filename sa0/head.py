@@ -17,6 +17,11 @@ from sa0.gaussians.layout import UVLayout, build_uv_layout
 from sa0.types import FlameParams
 
 
+def to_width(value: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, K) coefficients cut or zero-padded to (B, width)."""
+    return value[:, :width] if value.shape[1] >= width else torch.nn.functional.pad(value, (0, width - value.shape[1]))
+
+
 @dataclass(frozen=True)
 class HeadModel:
     """flame: the posing layer; faces (F, 3); layout: N texels bound to faces; model_dir: source."""
@@ -40,9 +45,7 @@ class HeadModel:
         if shape is not None:
             fields["shape"] = torch.as_tensor(np.asarray(shape, np.float32)).to(device).expand(len(fields["shape"]), -1)
         for name, width in (("shape", self.flame.num_shape), ("expression", self.flame.num_expression)):
-            value = fields[name]
-            fields[name] = value[:, :width] if value.shape[1] >= width else torch.nn.functional.pad(
-                value, (0, width - value.shape[1]))
+            fields[name] = to_width(fields[name], width)
         with torch.no_grad():
             return self.flame(FlameParams(**fields))
 

@@ -55,6 +55,7 @@ class LiveFitter:
         width = min(len(shape), layer.num_shape)
         self.shape = torch.zeros(1, layer.num_shape, dtype=dtype)
         self.shape[0, :width] = torch.as_tensor(np.asarray(shape, np.float32)[:width])
+        self._posing = layer.with_identity(self.shape[0])  # the identity is fixed: baked in once
         h, w = size
         self.focal_px = torch.tensor([focal * max(h, w)], dtype=dtype)
         self.centre = torch.tensor([[w / 2, h / 2]], dtype=dtype)
@@ -71,24 +72,26 @@ class LiveFitter:
         self.temporal = temporal
         self.eps = 1e-3
 
-    def params(self, x: torch.Tensor) -> FlameParams:
-        """(n,) or (B, n) unknowns -> FlameParams with B rows."""
+    def params(self, x: torch.Tensor, baked: bool = False) -> FlameParams:
+        """(n,) or (B, n) unknowns -> FlameParams with B rows (baked: a (B, 0) shape, for the layer
+        with the identity baked in)."""
         x = x.reshape(-1, x.shape[-1])
         e, b = self.num_expr, x.shape[0]
         expr = torch.cat((x[:, :e], x.new_zeros(b, self.layer.num_expression - e)), 1)
-        return FlameParams(self.shape.expand(b, -1), expr, x[:, e + 9:e + 12], x.new_zeros(b, 3), x[:, e:e + 3],
+        shape = x.new_zeros(b, 0) if baked else self.shape.expand(b, -1)
+        return FlameParams(shape, expr, x[:, e + 9:e + 12], x.new_zeros(b, 3), x[:, e:e + 3],
                            x[:, e + 3:e + 9], x[:, e + 12:])
 
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n) -> (B, L, 2)."""
         b = x.shape[0]
-        return project(self.layer(self.params(x)), self.focal_px.expand(b), self.centre.expand(b, -1))
+        return project(self._posing(self.params(x, baked=True)), self.focal_px.expand(b), self.centre.expand(b, -1))
 
     @torch.no_grad()
     def _start(self, obs: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
         """Rest pose at the depth the observed spread gives, centred on the observed landmarks."""
         x = torch.zeros(self.num_expr + 15)
-        rest = self.layer(self.params(x))
+        rest = self._posing(self.params(x, baked=True))
         x[-3:] = translation_from_spread(rest, obs[None], seen[None], self.focal_px, self.centre)[0]
         return x
 
@@ -127,10 +130,10 @@ class LiveFitter:
         e, n = self.num_expr, x.shape[0]
         steps = torch.cat((x.new_zeros(1, n), self.eps * torch.eye(n)[e:]))
         batch = x[None] + steps  # (1 + 15, n)
-        points = self.layer(self.params(batch))  # (16, L, 3)
+        points, expr = self._posing.forward_and_expression_jacobian(self.params(batch, baked=True))  # (16, L, 3)
         pix = project(points, self.focal_px.expand(len(batch)), self.centre.expand(len(batch), -1))
         pose = (pix[1:] - pix[0]).permute(1, 2, 0) / self.eps  # (L, 2, 15)
-        expr = self.layer.expression_jacobian(self.params(x[None]))[0, :, :, :e]  # (L, 3, e)
+        expr = expr[0, :, :, :e]  # (L, 3, e)
         return pix[0] - obs, torch.cat((self._projection_jacobian(points[0]) @ expr, pose), -1)
 
     @torch.no_grad()

@@ -153,7 +153,7 @@ def _serve_and_drive(job: DriveJob, package, head, clip, frames, counts, record)
     from sa0.drive.pipeline import Poser, drive
     from sa0.export.web import export_site
 
-    hub, poser, sliders = FrameHub(), Poser(head), _sliders(head, package)
+    hub, poser, sliders = FrameHub(), Poser(head, package.shape), _sliders(head, package)
     with tempfile.TemporaryDirectory(prefix="sa0-drive-") as tmp:
         site = export_site(package, head, clip, job.out or Path(tmp) / "site")
         hello = {"frame": int(package.meta.get("reference_frame", 0)), "subject": package.meta.get("subject"),
@@ -219,7 +219,8 @@ def run_drive_job(job: DriveJob) -> int:
             if job.serve:
                 seconds, hub = _serve_and_drive(job, package, head, clip, frames, counts, record)
             else:
-                seconds = _timed_drive(lambda: drive(frames, Poser(head), lambda *_: None, counts, record))
+                poser = Poser(head, package.shape)
+                seconds = _timed_drive(lambda: drive(frames, poser, lambda *_: None, counts, record))
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

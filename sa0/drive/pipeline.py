@@ -18,7 +18,7 @@ import torch
 
 from sa0.drive.fastfit import LiveFitter
 from sa0.drive.streams import POSE_FIELDS, Motion
-from sa0.head import HeadModel
+from sa0.head import HeadModel, to_width
 from sa0.types import FlameParams
 
 
@@ -90,15 +90,26 @@ def video_frames(images: Iterable[np.ndarray], fps: float, detector, make_fitter
 
 
 class Poser:
-    """FlameParams (1, ...) -> (V, 3) float32 world vertices of the avatar's head, translation dropped."""
+    """FlameParams (1, ...) -> (V, 3) float32 world vertices of the avatar's head, translation dropped.
+    shape: the avatar's identity, baked into a copy of the head's layer so that each frame multiplies
+    only the expression basis (a frame with another identity takes the head's own layer)."""
 
-    def __init__(self, head: HeadModel):
-        self.head = head
+    def __init__(self, head: HeadModel, shape: np.ndarray | None = None):
+        self.head, self.shape, self.baked = head, None, None
+        if shape is not None:
+            self.shape = to_width(torch.as_tensor(np.asarray(shape, np.float32))[None], head.flame.num_shape)[0]
+            self.baked = head.flame.with_identity(self.shape.to(head.faces.device))
 
     def __call__(self, params: FlameParams) -> np.ndarray:
-        track = {f.name: getattr(params, f.name).detach().cpu().float().numpy() for f in fields(params)}
-        track["translation"] = np.zeros_like(track["translation"])
-        return self.head.pose_track(track)[0].cpu().numpy()  # pads or cuts shape and expression to the head
+        track = {f.name: torch.as_tensor(getattr(params, f.name)).detach().cpu().float() for f in fields(params)}
+        track["translation"] = torch.zeros_like(track["translation"])
+        if self.baked is None or not torch.equal(to_width(track["shape"], self.head.flame.num_shape)[0], self.shape):
+            return self.head.pose_track({k: v.numpy() for k, v in track.items()})[0].cpu().numpy()
+        track["shape"] = track["shape"].new_zeros(1, 0)
+        track["expression"] = to_width(track["expression"], self.head.flame.num_expression)
+        device = self.head.faces.device
+        with torch.no_grad():
+            return self.baked(FlameParams(**{k: v.to(device) for k, v in track.items()}))[0].cpu().numpy()
 
 
 def drive(frames: Iterable[DriveFrame], poser: Poser, publish: Callable[[int, float, np.ndarray], None],

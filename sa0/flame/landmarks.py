@@ -121,6 +121,20 @@ class LandmarkLayer(torch.nn.Module):
         self.num_shape, self.num_expression = flame.num_shape, flame.num_expression
         self.ids = embedding.ids.copy()
 
+    def with_identity(self, shape: torch.Tensor) -> "LandmarkLayer":
+        """A copy with the identity `shape` (num_shape,) baked in (as FlameLayer.with_identity): it
+        takes a (B, 0) shape, and each pass multiplies only the expression basis."""
+        shape = torch.as_tensor(shape, dtype=self.v_template.dtype, device=self.v_template.device)
+        if shape.shape != (self.num_shape,):
+            raise ValueError(f"with_identity: shape must be ({self.num_shape},), got {tuple(shape.shape)}")
+        baked, s = copy.deepcopy(self), self.num_shape
+        baked.v_template = self.v_template + self.shapedirs[:, :, :s] @ shape
+        baked.shapedirs = self.shapedirs[:, :, s:].contiguous()
+        baked.j_template = self.j_template + self.j_dirs[:, :, :s] @ shape
+        baked.j_dirs = self.j_dirs[:, :, s:].contiguous()
+        baked.num_shape = 0
+        return baked
+
     def _skin(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> posed-before-skinning vertices (B, U, 3), per-vertex transforms (B, U, 4, 4), joints (B, 5, 3)."""
         dtype = self.v_template.dtype
@@ -138,9 +152,12 @@ class LandmarkLayer(torch.nn.Module):
 
     def forward_with_joints(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
         """-> landmarks (B, L, 3) and joints (B, 5, 3), translated (as FlameLayer.forward_with_joints)."""
-        v_posed, per_vertex, posed_joints = self._skin(params)
+        return self._landmarks(self._skin(params), params.translation)
+
+    def _landmarks(self, skin, translation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_posed, per_vertex, posed_joints = skin
         verts = (per_vertex[..., :3, :3] @ v_posed[..., None])[..., 0] + per_vertex[..., :3, 3]
-        offset = params.translation.to(v_posed.dtype)[:, None, :]
+        offset = translation.to(v_posed.dtype)[:, None, :]
         landmarks = (verts[:, self.corners] * self.bary[:, :, None]).sum(2)
         return landmarks + offset, posed_joints + offset
 
@@ -150,10 +167,18 @@ class LandmarkLayer(torch.nn.Module):
         Expression enters before skinning and linearly, so each column is the skinned expression
         direction: the live fit's Jacobian without a pass per coefficient (tested against finite
         differences of forward)."""
-        _, per_vertex, _ = self._skin(params)
+        return self._expression_jacobian(self._skin(params)[1])
+
+    def _expression_jacobian(self, per_vertex: torch.Tensor) -> torch.Tensor:
         dirs = self.shapedirs[:, :, self.num_shape:]  # (U, 3, E)
         moved = per_vertex[..., :3, :3] @ dirs  # (B, U, 3, E)
         return (moved[:, self.corners] * self.bary[None, :, :, None, None]).sum(2)
+
+    def forward_and_expression_jacobian(self, params: FlameParams, rows: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> landmarks (B, L, 3) (as forward) and the expression Jacobian of the first `rows` rows
+        (rows, L, 3, E) (as expression_jacobian), from one skinning pass."""
+        skin = self._skin(params)
+        return self._landmarks(skin, params.translation)[0], self._expression_jacobian(skin[1][:rows])
 
     def forward(self, params: FlameParams) -> torch.Tensor:
         return self.forward_with_joints(params)[0]

@@ -6,6 +6,8 @@ loading and validation live in sa0.flame.io; the blend-skinning math is smplx's 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from smplx.lbs import lbs
 
@@ -56,6 +58,19 @@ class FlameLayer(torch.nn.Module):
     @property
     def num_vertices(self) -> int:
         return self.v_template.shape[0]
+
+    def with_identity(self, shape: torch.Tensor) -> "FlameLayer":
+        """A copy with the identity `shape` (num_shape,) baked into its template: it takes FlameParams
+        whose shape is (B, 0) and poses as this layer does with `shape`. A fixed identity's poses
+        (live driving) then multiply only the expression basis."""
+        shape = torch.as_tensor(shape, dtype=self.v_template.dtype, device=self.v_template.device)
+        if shape.shape != (self.num_shape,):
+            raise ValueError(f"with_identity: shape must be ({self.num_shape},), got {tuple(shape.shape)}")
+        baked = copy.deepcopy(self)
+        baked.v_template = self.v_template + self.shapedirs[:, :, :self.num_shape] @ shape
+        baked.shapedirs = self.shapedirs[:, :, self.num_shape:].contiguous()
+        baked.num_shape = 0
+        return baked
 
     def _check(self, params: FlameParams) -> None:
         batch = params.batch_size

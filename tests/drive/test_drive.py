@@ -20,6 +20,7 @@ from sa0.flame.landmarks import LandmarkLayer, load_mediapipe_embedding, with_ir
 from sa0.head import load_head_model
 from sa0.heads import ICT_NAME, SYNTHETIC_NAME
 from sa0.heads.ict import IctFacts, ict_dir
+from sa0.types import FlameParams
 from tests.export.web_site import make_avatar
 
 
@@ -119,6 +120,22 @@ def test_the_live_fit_recovers_jaw_and_head_rotation_within_two_degrees(ict):
         assert error < 1.5  # px RMS, with 0.5 px of noise on the landmarks
     # measured (bm_drive, 40 frames): jaw max 0.71, rotation max 0.41 degrees
     assert max(jaw_err[1:]) < 2.0 and max(rot_err[1:]) < 2.0, (jaw_err, rot_err)
+
+
+def test_the_poser_with_the_avatars_identity_baked_in_poses_as_the_head_does(ict):
+    head, _ = ict
+    g = torch.Generator().manual_seed(2)
+    shape = torch.randn(head.flame.num_shape, generator=g).numpy()
+    rows = {"shape": shape[None], "expression": torch.rand(1, head.flame.num_expression, generator=g).numpy(),
+            "global_rot": [[0.1, -0.2, 0.05]], "neck": [[0.05, 0.1, 0.0]], "jaw": [[0.3, 0.0, 0.0]],
+            "eyes": [[0.1, 0.1, 0.0, 0.1, 0.1, 0.0]], "translation": [[0.01, 0.02, 0.3]]}
+    params = FlameParams(**{k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in rows.items()})
+    slow, fast = Poser(head), Poser(head, shape)
+    assert fast.baked is not None
+    np.testing.assert_allclose(fast(params), slow(params), rtol=0, atol=1e-6)
+    other = dataclasses.replace(params, shape=params.shape + 0.5)  # another identity: the head's own layer
+    np.testing.assert_allclose(fast(other), slow(other), rtol=0, atol=0)
+    assert np.abs(fast(other) - fast(params)).max() > 1e-3
 
 
 def test_expression_jacobian_matches_finite_differences_of_the_landmark_layer(ict):

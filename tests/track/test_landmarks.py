@@ -38,6 +38,29 @@ def test_landmark_layer_matches_the_full_flame_layer_in_values_and_gradients(fla
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_a_baked_identity_poses_as_the_full_layers_and_one_pass_gives_landmarks_and_jacobian(flame_dir):
+    flame = FlameLayer(load_flame_assets(flame_dir), 40, 20, dtype=torch.float64)
+    layer = LandmarkLayer(flame, with_irises(load_mediapipe_embedding(flame_dir), flame))
+    g = torch.Generator().manual_seed(4)
+    widths = ((40, 1.0), (20, 1.0), (3, 0.3), (3, 0.1), (3, 0.2), (6, 0.3), (3, 0.1))
+    p = FlameParams(*(torch.randn(3, n, generator=g, dtype=torch.float64) * s for n, s in widths))
+    p = FlameParams(p.shape[:1].expand(3, -1), *(getattr(p, f) for f in ("expression", "global_rot", "neck", "jaw",
+                                                                          "eyes", "translation")))
+    no_shape = FlameParams(p.shape[:, :0], p.expression, p.global_rot, p.neck, p.jaw, p.eyes, p.translation)
+    baked, baked_layer = flame.with_identity(p.shape[0]), layer.with_identity(p.shape[0])
+    assert baked.num_shape == baked_layer.num_shape == 0 and flame.num_shape == layer.num_shape == 40  # copies
+    torch.testing.assert_close(baked(no_shape), flame(p), rtol=0, atol=1e-12)
+    for a, b in zip(baked_layer.forward_with_joints(no_shape), layer.forward_with_joints(p)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    jac = layer.expression_jacobian(p)
+    torch.testing.assert_close(baked_layer.expression_jacobian(no_shape), jac, rtol=0, atol=1e-12)
+    points, first = layer.forward_and_expression_jacobian(p, rows=2)
+    torch.testing.assert_close(points, layer(p), rtol=0, atol=0)
+    torch.testing.assert_close(first, jac[:2], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"shape must be \(40,\)"):
+        flame.with_identity(torch.zeros(3))
+
+
 def test_synthetic_embedding_covers_face_features_and_irises_sit_on_the_eyeballs(flame_dir, head, embedding):
     ids = set(embedding.ids.tolist())
     assert {33, 133, 263, 362, 61, 291, 1, 152, 10, RIGHT_IRIS, LEFT_IRIS} <= ids
