@@ -1,6 +1,6 @@
 """Live driving (jobs/drive.py): server-side frame rate, latency to the page, fit accuracy.
 
-    python benchmarks/bm_drive.py [--json] [--quick] [--uv-resolution 128]
+    python benchmarks/bm_drive.py [--json] [--quick] [--uv-resolution 128] [--threads N]
 
 * server: a 512^2 video (the shared real video lp_d0, else a rendered ICT head) read, MediaPipe's
   landmarks, the live fit, the pose, the message packed, as fast as it goes: `frames_per_second`
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sa0.config import FlameConfig, LayoutConfig  # noqa: E402
 from sa0.drive.fastfit import LiveFitConfig, LiveFitter  # noqa: E402
+from sa0.drive.job import DriveJob  # noqa: E402
 from sa0.drive.live import FrameHub, LiveServer, frame_message  # noqa: E402
 from sa0.drive.pipeline import DriveCounts, Poser, drive, video_frames  # noqa: E402
 from sa0.flame.landmarks import LandmarkLayer, load_mediapipe_embedding, with_irises  # noqa: E402
@@ -124,32 +125,53 @@ def _site(root: Path, head):
     return export_site(load_package(avatar), head, clip, root / "site")
 
 
+class _Watcher(threading.Thread):
+    """The page in headless Chromium, in its own thread (the drive runs in the main thread, as in
+    drive.py): opens the viewer, samples its draw rate until the source ends, then times its draws."""
+
+    def __init__(self, url: str):
+        super().__init__(name="bm-drive-page", daemon=True)
+        self.url, self.rates, self.draw_ms, self.error = url, [], float("nan"), None
+
+    def run(self):
+        from sa0.export.serve import headless_chromium
+
+        try:
+            with headless_chromium() as browser:
+                page = browser.new_page()
+                page.goto(f"{self.url}/?live=1")
+                ended = "window.sa0viewer.live && window.sa0viewer.live.stats && window.sa0viewer.live.stats.ended"
+                while not page.evaluate(ended):
+                    time.sleep(0.5)
+                    self.rates.append(page.evaluate("window.sa0viewer.state ? window.sa0viewer.state.rate : 0"))
+                self.draw_ms = page.evaluate("window.sa0viewer.bench(5)")
+        except Exception as exc:  # re-raised by live_with_page
+            self.error = exc
+
+
 def live_with_page(images, fps, head, layer, ids, detector, site: Path) -> dict:
     """The video at its frame rate into the viewer in headless Chromium."""
-    from sa0.export.serve import headless_chromium
-
-    hub, counts, rates = FrameHub(), DriveCounts(), []
-    with LiveServer(site, hub) as server, headless_chromium() as browser:
-        page = browser.new_page()
-        page.goto(f"{server.url}/?live=1")
-        hub.page.wait(120)
+    hub, counts = FrameHub(), DriveCounts()
+    with LiveServer(site, hub) as server:
+        watcher = _Watcher(server.url)
+        watcher.start()
+        if not hub.page.wait(120):
+            raise RuntimeError(f"no page connected to {server.url} in 120 s: {watcher.error}")
         frames = video_frames(iter(images), fps, _Detector(detector), _Fitters(layer), ids, counts, realtime=True)
-        worker = threading.Thread(target=lambda: (drive(frames, _poser(head), hub.publish, counts), hub.end()))
         start = time.perf_counter()
-        worker.start()
-        while worker.is_alive():
-            time.sleep(0.5)
-            rates.append(page.evaluate("window.sa0viewer.state ? window.sa0viewer.state.rate : 0"))
+        drive(frames, _poser(head), hub.publish, counts)
         seconds = time.perf_counter() - start
-        page.wait_for_function("window.sa0viewer.live.stats.ended", timeout=60_000)
-        draw_ms = page.evaluate("window.sa0viewer.bench(5)")
+        hub.end()
+        watcher.join(120)
+    if watcher.error is not None or watcher.is_alive():
+        raise RuntimeError(f"the page failed: {watcher.error or 'no end after 120 s'}")
     lat = np.array(hub.stats.latency_ms)
-    drawn = [r for r in rates[1:] if r > 0]
+    drawn = [r for r in watcher.rates[1:] if r > 0]
     return {"frames": len(images), "seconds": round(seconds, 1), "server_posed": counts.posed,
             "dropped_behind_real_time": counts.dropped, "frames_posed_fraction": round(len(lat) / len(images), 3),
             "latency_ms_median": round(float(np.median(lat)), 1), "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
             **_latency_parts(hub.stats),
-            "draw_frames_per_second": round(1000 / draw_ms, 1),
+            "draw_frames_per_second": round(1000 / watcher.draw_ms, 1),
             "page_draws_per_second_live": round(float(np.median(drawn)), 1) if drawn else 0.0}
 
 
@@ -218,7 +240,9 @@ def main(argv=None) -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="lp_d0 only among the real videos")
     parser.add_argument("--uv-resolution", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=DriveJob().threads, help="torch threads (default: drive.py's)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     head, layer, ids = _setup(args.uv_resolution)
     report = {"threads": torch.get_num_threads(), "uv_resolution": args.uv_resolution, "accuracy": accuracy(layer)}
     with tempfile.TemporaryDirectory() as tmp, MediaPipeDetector(static=False, matte=False) as detector:
