@@ -55,7 +55,8 @@ def variants(job, paper_mix: bool = True) -> dict[str, list[str]]:
     return runs | {NO_ANCHOR: [multiview, "phase2.loss.l2_sp=0", "phase2.data.example.sampler.cross_camera_prob=1"]}
 
 PERSONALISE_FRAMES = 40  # the held-out identity's clip for personalisation (the last 20 % held out)
-TARGETS_FROM = 4  # ff_self targets: timesteps 4.. for every K
+MONO_SOURCES = "spread"  # ff_self: K sources spread over the clip, as training draws them (sa0.data.sampling);
+# the targets are the timesteps no K takes, the same for every K (sa0.eval.protocols)
 
 
 def proof_job(root: Path, size: dict, mlflow_uri: str):
@@ -127,7 +128,7 @@ def evaluate(root: Path, job, shards: Path, protocol: str, k: int, size: dict, n
     from sa0.eval.run import run_evaluation
 
     cfg = EvalConfig(protocol=protocol, num_sources=k, max_targets=size["max_targets"], lpips=False,
-                     targets_from=TARGETS_FROM if protocol == "ff_self" else 0)
+                     sources=MONO_SOURCES)
     summary = run_evaluation(cfg, [shards], root / "eval" / name, job.flame, job.layout,
                              checkpoint=str(checkpoint) if checkpoint else None, avatars=str(avatars) if avatars else None)
     return {"psnr": summary["overall"]["psnr"], "ssim": summary["overall"]["ssim"], "frames": summary["frames"]}
@@ -329,8 +330,8 @@ def table(out: dict) -> str:
              "synthetic head, encoder: a small CNN trained from scratch (not the paper's frozen DINOv3), trained "
              f"with the visibility pool. Held-out identities: {s['mono_test']} monocular, {s['multiview_test']} "
              "multi-view.", ""]
-    lines += _k_table(t, "mono", f"Monocular held-out identities (ff_self; sources: timesteps 0..K-1, targets: "
-                      f"timesteps {TARGETS_FROM}..):")
+    lines += _k_table(t, "mono", "Monocular held-out identities (ff_self; sources: K timesteps spread over the clip, "
+                      "targets: the timesteps no K takes):")
     lines += _k_table(t, "multiview", "Multi-view held-out identities (multiview_novel; sources: K other cameras at "
                       "timestep 0, targets: the held-out camera, every timestep):")
     lines += ["| training | PSNR↑ mono (ff_self, K = 4) | SSIM↑ | PSNR↑ multi-view (held-out camera, K = 4) | SSIM↑ |",

@@ -33,6 +33,8 @@ SPEC = JobSpec(
         Flag(("--held-out-camera",), "eval.held_out_camera", "multiview_novel: the camera held out"),
         Flag(("--max-targets",), "eval.max_targets", "target frames per clip"),
         Flag(("--targets-from",), "eval.targets_from", "ff_*: first target timestep (same targets for every K)"),
+        Flag(("--sources",), "eval.sources", "ff_*: the first K timesteps, or K spread over the clip (as training "
+             "draws them)", choices=("first", "spread")),
         Flag(("--no-lpips",), "eval.lpips", "skip LPIPS", switch=True, value="false"),
         Flag(("--arcface",), "eval.faces.arcface", "ArcFace TorchScript file (CSIM)", path=True),
         Flag(("--dmm",), "eval.faces.dmm", "3DMM regressor TorchScript file (AED/APD)", path=True),

@@ -6,6 +6,10 @@ matte; it evaluates camera 0 unless it says otherwise, at most `max_targets` tar
 
   ff_self          generator: the first K timesteps are the sources, every later timestep a target
                    (from `targets_from` on, if that is later: the same targets for every K).
+                   sources="spread": K timesteps evenly spread over the whole clip (first and last
+                   for K = 2), and every timestep that no K = 1..4 spreads to a target (the same
+                   targets for every K): sources that see the head turned and moved, as a video's
+                   frames picked at random would.
   ff_cross         generator: clip i's first K timesteps drive-free sources, clip i+1 (cyclic) the
                    driver (its expression, pose, eyes and camera; clip i's shape). No ground truth:
                    CSIM (source vs render) and AED / APD (render vs driver frame) only.
@@ -46,6 +50,7 @@ class EvalConfig:
     held_out_camera: int = -1
     max_targets: int = 32
     targets_from: int = 0
+    sources: str = "first"
     lpips: bool = True
     faces: FaceModelConfig = field(default_factory=FaceModelConfig)
 
@@ -60,6 +65,8 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.targets_from must be >= 0, got {self.targets_from}")
         if self.max_targets < 1:
             raise ValueError(f"EvalConfig.max_targets must be >= 1, got {self.max_targets}")
+        if self.sources not in ("first", "spread"):
+            raise ValueError(f"EvalConfig.sources must be 'first' or 'spread', got {self.sources!r}")
 
 
 class EvalError(ValueError):
@@ -75,6 +82,8 @@ def _spaced(items: list, limit: int) -> list:
 def plan(clip: Clip, cfg: EvalConfig) -> tuple[list, list]:
     """-> (source frames, target frames) as (timestep, camera) lists for one clip."""
     t, k = clip.num_timesteps, cfg.num_sources
+    if cfg.protocol in ("ff_self", "ff_cross") and cfg.sources == "spread":
+        return _spread_plan(clip, cfg)
     if cfg.protocol in ("ff_self", "ff_cross"):
         first = max(k, cfg.targets_from)
         if t <= first:
@@ -92,6 +101,20 @@ def plan(clip: Clip, cfg: EvalConfig) -> tuple[list, list]:
     held = cfg.held_out_camera % cams
     others = [c for c in range(cams) if c != held]
     return [(0, c) for c in others[:k]], _spaced([(i, held) for i in range(t)], cfg.max_targets)
+
+
+def _spread(t: int, k: int) -> list[int]:
+    return sorted(set(np.linspace(0, t - 1, k).round().astype(int).tolist()))
+
+
+def _spread_plan(clip: Clip, cfg: EvalConfig) -> tuple[list, list]:
+    """ff_* with sources spread over the clip; targets: the timesteps no K = 1..4 takes as a source."""
+    t = clip.num_timesteps
+    taken = {i for k in range(1, 5) for i in _spread(t, k)}
+    rest = [i for i in range(t) if i not in taken and i >= cfg.targets_from]
+    if t < 4 or not rest:
+        raise EvalError(f"{clip.meta.key}: {t} timesteps leave no target once K = 1..4 spread sources are taken")
+    return [(i, 0) for i in _spread(t, cfg.num_sources)], _spaced([(i, 0) for i in rest], cfg.max_targets)
 
 
 def ground_truth(clip: Clip, frames: list) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,6 +58,12 @@ def test_plans_follow_the_protocols(world):
     assert sources == [(0, 0), (1, 0)] and targets == [(t, 0) for t in range(2, 8)]
     _, same = plan(clip, EvalConfig(protocol="ff_self", num_sources=1, targets_from=4))
     assert same == plan(clip, EvalConfig(protocol="ff_self", num_sources=4, targets_from=4))[1] == [(t, 0) for t in range(4, 8)]
+    spread = [plan(clip, EvalConfig(protocol="ff_self", num_sources=k, sources="spread")) for k in (1, 2, 3, 4)]
+    assert [s for s, _ in spread] == [[(0, 0)], [(0, 0), (7, 0)], [(0, 0), (4, 0), (7, 0)],
+                                      [(0, 0), (2, 0), (5, 0), (7, 0)]]  # 8 timesteps: linspace(0, 7, K)
+    assert all(t == [(1, 0), (3, 0), (6, 0)] for _, t in spread)  # what no K takes, the same for every K
+    with pytest.raises(ValueError, match="sources must be 'first' or 'spread'"):
+        EvalConfig(sources="random")
     sources, targets = plan(clip, EvalConfig(protocol="subject_mono", test_frames=3))
     assert targets == [(5, 0), (6, 0), (7, 0)] and all(t < 5 for t, _ in sources)
     _, targets = plan(clip, EvalConfig(protocol="subject_mono"))  # refine_batch's split: the last 20 %
