@@ -21,7 +21,7 @@ import torch
 from smplx.lbs import batch_rigid_transform, batch_rodrigues
 
 from sa0.flame.io import MEDIAPIPE_EMBEDDING_FILE, FlameFileError, resolve_flame_dir
-from sa0.flame.layer import FlameLayer
+from sa0.flame.layer import FlameLayer, bake_identity
 from sa0.types import FlameParams
 
 MEDIAPIPE_NUM_LANDMARKS = 478  # Face Mesh with refined irises
@@ -124,14 +124,9 @@ class LandmarkLayer(torch.nn.Module):
     def with_identity(self, shape: torch.Tensor) -> "LandmarkLayer":
         """A copy with the identity `shape` (num_shape,) baked in (as FlameLayer.with_identity): it
         takes a (B, 0) shape, and each pass multiplies only the expression basis."""
-        shape = torch.as_tensor(shape, dtype=self.v_template.dtype, device=self.v_template.device)
-        if shape.shape != (self.num_shape,):
-            raise ValueError(f"with_identity: shape must be ({self.num_shape},), got {tuple(shape.shape)}")
         baked, s = copy.deepcopy(self), self.num_shape
-        baked.v_template = self.v_template + self.shapedirs[:, :, :s] @ shape
-        baked.shapedirs = self.shapedirs[:, :, s:].contiguous()
-        baked.j_template = self.j_template + self.j_dirs[:, :, :s] @ shape
-        baked.j_dirs = self.j_dirs[:, :, s:].contiguous()
+        baked.v_template, baked.shapedirs = bake_identity(self.v_template, self.shapedirs, s, shape)
+        baked.j_template, baked.j_dirs = bake_identity(self.j_template, self.j_dirs, s, shape)
         baked.num_shape = 0
         return baked
 

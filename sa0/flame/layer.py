@@ -15,6 +15,15 @@ from sa0.flame.io import FlameAssets
 from sa0.types import FlameParams
 
 
+def bake_identity(template: torch.Tensor, dirs: torch.Tensor, num_shape: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """(template (..., 3), blend shapes (..., 3, num_shape + E)) -> (template + the identity's offset,
+    the E expression blend shapes); ValueError unless shape is (num_shape,)."""
+    shape = torch.as_tensor(shape, dtype=template.dtype, device=template.device)
+    if shape.shape != (num_shape,):
+        raise ValueError(f"with_identity: shape must be ({num_shape},), got {tuple(shape.shape)}")
+    return template + dirs[..., :num_shape] @ shape, dirs[..., num_shape:].contiguous()
+
+
 class FlameLayer(torch.nn.Module):
     """Poses a FLAME model. Buffers only; no trainable parameters.
 
@@ -63,12 +72,8 @@ class FlameLayer(torch.nn.Module):
         """A copy with the identity `shape` (num_shape,) baked into its template: it takes FlameParams
         whose shape is (B, 0) and poses as this layer does with `shape`. A fixed identity's poses
         (live driving) then multiply only the expression basis."""
-        shape = torch.as_tensor(shape, dtype=self.v_template.dtype, device=self.v_template.device)
-        if shape.shape != (self.num_shape,):
-            raise ValueError(f"with_identity: shape must be ({self.num_shape},), got {tuple(shape.shape)}")
         baked = copy.deepcopy(self)
-        baked.v_template = self.v_template + self.shapedirs[:, :, :self.num_shape] @ shape
-        baked.shapedirs = self.shapedirs[:, :, self.num_shape:].contiguous()
+        baked.v_template, baked.shapedirs = bake_identity(self.v_template, self.shapedirs, self.num_shape, shape)
         baked.num_shape = 0
         return baked
 
